@@ -1,0 +1,188 @@
+"""ExternalSecret specs: what to fetch, from which store, how often, and how to deliver it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tmpfs_secrets.api import _fields as f
+from tmpfs_secrets.api.duration import DEFAULT_REFRESH_INTERVAL, parse_duration
+from tmpfs_secrets.errors import SpecError
+
+REFRESH_ANNOTATION = "tmpfs-secrets.io/refresh-requested"
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    name: str
+    kind: str = "SecretStore"
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    key: str
+    property: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class DataItem:
+    secret_key: str
+    remote: RemoteRef
+
+
+@dataclass(frozen=True)
+class Extract:
+    """Every top-level JSON key of one secret/parameter becomes a key."""
+
+    key: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Find:
+    """Every parameter under `path` (recursively) becomes a key (ParameterStore only)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    delivery: str = "Secret"
+    creation_policy: str = "Owner"
+    deletion_policy: str = "Retain"
+
+
+@dataclass(frozen=True)
+class ExternalSecretSpec:
+    namespace: str
+    name: str
+    generation: int
+    store_ref: StoreRef
+    refresh_interval: float  # seconds; 0 = fetch once
+    data: tuple[DataItem, ...]
+    data_from: tuple[Extract | Find, ...]
+    target: Target
+    refresh_request: str | None  # value of the refresh-requested annotation
+    synced_before: bool  # status shows a sync of this generation (an operator restart, not a new object)
+
+
+def valid_secret_key(key: str) -> bool:
+    return bool(SECRET_KEY.match(key)) and key not in {".", ".."}
+
+
+def parse_external_secret(body: Mapping[str, Any]) -> ExternalSecretSpec:
+    """Parse an ExternalSecret object; raises SpecError saying which field to change."""
+    namespace, name, generation = f.metadata(body)
+    if not namespace:
+        raise SpecError("an ExternalSecret needs metadata.namespace")
+    spec = f.mapping(body, "spec", "spec", required=True)
+    ref = f.mapping(spec, "secretStoreRef", "spec.secretStoreRef", required=True)
+    store_ref = StoreRef(
+        f.required_string(ref, "name", "spec.secretStoreRef.name"),
+        f.choice(
+            ref, "kind", "spec.secretStoreRef.kind", ("SecretStore", "ClusterSecretStore"), "SecretStore"
+        ),
+    )
+    raw_interval = spec.get("refreshInterval")
+    interval = DEFAULT_REFRESH_INTERVAL if raw_interval is None else parse_duration(raw_interval)
+    data = tuple(_parse_data(i, raw) for i, raw in enumerate(f.items(spec, "data", "spec.data")))
+    seen: set[str] = set()
+    for i, item in enumerate(data):
+        if item.secret_key in seen:
+            raise SpecError(
+                f"spec.data[{i}].secretKey {item.secret_key!r} appears twice; each key must be unique"
+            )
+        seen.add(item.secret_key)
+    data_from = tuple(
+        _parse_data_from(i, raw) for i, raw in enumerate(f.items(spec, "dataFrom", "spec.dataFrom"))
+    )
+    if not data and not data_from:
+        raise SpecError("spec.data or spec.dataFrom must list at least one source")
+    target = _parse_target(f.mapping(spec, "target", "spec.target"), name)
+    meta = f.mapping(body, "metadata", "metadata")
+    annotations = meta.get("annotations") or {}
+    request = annotations.get(REFRESH_ANNOTATION) if isinstance(annotations, Mapping) else None
+    return ExternalSecretSpec(
+        namespace=namespace,
+        name=name,
+        generation=generation,
+        store_ref=store_ref,
+        refresh_interval=interval,
+        data=data,
+        data_from=data_from,
+        target=target,
+        refresh_request=str(request) if request is not None else None,
+        synced_before=_synced_before(body, generation),
+    )
+
+
+def _parse_data(i: int, raw: object) -> DataItem:
+    where = f"spec.data[{i}]"
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be an object with secretKey and remoteRef")
+    key = f.required_string(raw, "secretKey", f"{where}.secretKey")
+    if not valid_secret_key(key):
+        raise SpecError(
+            f"{where}.secretKey {key!r} is not a valid Secret key; use letters, digits, '-', '_' and '.'"
+        )
+    remote = f.mapping(raw, "remoteRef", f"{where}.remoteRef", required=True)
+    return DataItem(
+        key,
+        RemoteRef(
+            f.required_string(remote, "key", f"{where}.remoteRef.key"),
+            f.string(remote, "property", f"{where}.remoteRef.property"),
+            f.string(remote, "version", f"{where}.remoteRef.version"),
+        ),
+    )
+
+
+def _parse_data_from(i: int, raw: object) -> Extract | Find:
+    where = f"spec.dataFrom[{i}]"
+    if not isinstance(raw, Mapping) or ("extract" in raw) == ("find" in raw):
+        raise SpecError(f"{where} needs exactly one of extract or find")
+    if "extract" in raw:
+        ext = f.mapping(raw, "extract", f"{where}.extract", required=True)
+        if ext.get("property"):
+            raise SpecError(
+                f"{where}.extract.property is not supported; use spec.data with remoteRef.property"
+            )
+        return Extract(
+            f.required_string(ext, "key", f"{where}.extract.key"),
+            f.string(ext, "version", f"{where}.extract.version"),
+        )
+    find = f.mapping(raw, "find", f"{where}.find", required=True)
+    unsupported = sorted(set(find) - {"path"})
+    if unsupported:
+        raise SpecError(f"{where}.find supports only 'path'; remove {', '.join(unsupported)}")
+    path = f.required_string(find, "path", f"{where}.find.path")
+    if not path.startswith("/"):
+        raise SpecError(f"{where}.find.path {path!r} must start with '/' (a Parameter Store path)")
+    return Find(path)
+
+
+def _parse_target(raw: Mapping[str, Any], default_name: str) -> Target:
+    return Target(
+        name=f.string(raw, "name", "spec.target.name") or default_name,
+        delivery=f.choice(raw, "delivery", "spec.target.delivery", ("Secret", "Direct"), "Secret"),
+        creation_policy=f.choice(
+            raw, "creationPolicy", "spec.target.creationPolicy", ("Owner", "Orphan", "Merge"), "Owner"
+        ),
+        deletion_policy=f.choice(
+            raw, "deletionPolicy", "spec.target.deletionPolicy", ("Retain", "Delete"), "Retain"
+        ),
+    )
+
+
+def _synced_before(body: Mapping[str, Any], generation: int) -> bool:
+    status = body.get("status")
+    if not isinstance(status, Mapping) or not status.get("contentHash"):
+        return False
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            return cond.get("observedGeneration") == generation
+    return False

@@ -1,0 +1,126 @@
+"""Command line entry point: `tmpfs-secrets` and its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+from tmpfs_secrets import __version__
+from tmpfs_secrets.config import Settings
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text.rstrip("s"))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tmpfs-secrets",
+        description=(
+            "Sync AWS Secrets Manager and SSM Parameter Store values into Kubernetes, "
+            "delivered to pods as in-memory files that change in place on rotation."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"tmpfs-secrets {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description=(
+            "Run the operator: watch SecretStores, ClusterSecretStores and ExternalSecrets, fetch "
+            "their values from AWS and write the target Secrets. It talks to the cluster of "
+            "$KUBECONFIG (or ~/.kube/config), or, inside a pod, to its own cluster with its "
+            "ServiceAccount. AWS credentials come from botocore's chain (IRSA, EKS Pod Identity, "
+            "environment) unless a store says otherwise."
+        ),
+    )
+    run.add_argument(
+        "--namespace",
+        "-n",
+        dest="namespaces",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="watch ExternalSecrets and SecretStores only in this namespace; repeat for several "
+        "(default: all namespaces; ClusterSecretStores are always watched)",
+    )
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=Settings.workers,
+        help="how many Kubernetes writes (Secrets, status, events) may run at once (default: %(default)s)",
+    )
+    run.add_argument(
+        "--aws-threads",
+        type=_positive_int,
+        default=Settings.aws_threads,
+        help="size of the thread pool that runs AWS calls, and how many AWS batches may run at once "
+        "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--cache-ttl",
+        type=_seconds,
+        default=Settings.cache_ttl,
+        metavar="SECONDS",
+        help="how long a fetched value stays in memory for reuse after its last ExternalSecret stops "
+        "using it (at least twice its refresh interval); every ExternalSecret still gets values no "
+        "older than its own refreshInterval (default: %(default)s)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=Settings.log_format,
+        help="log lines as text for people or JSON objects for log pipelines (default: %(default)s)",
+    )
+    run.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="serve a liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz (default: none)",
+    )
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        namespaces=tuple(dict.fromkeys(args.namespaces)),
+        workers=args.workers,
+        aws_threads=args.aws_threads,
+        cache_ttl=args.cache_ttl,
+        log_format=args.log_format,
+        liveness=args.liveness,
+        verbose=args.verbose,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_operator(settings_from(args))
+    parser.print_help()
+    return 0
+
+
+def run_operator(settings: Settings) -> int:
+    from tmpfs_secrets import logs
+
+    logs.configure(settings.log_format, verbose=settings.verbose)
+    # Imported here: kopf and the Kubernetes client are heavy and not needed for --help.
+    from tmpfs_secrets.handlers.run import run
+
+    asyncio.run(run(settings))
+    return 0

@@ -1,0 +1,41 @@
+"""Operator settings: one immutable value built by the CLI and handed to every layer.
+
+It lives apart from the CLI and from kopf so the engine, the Kubernetes side and tests can build
+settings without parsing arguments or importing kopf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `tmpfs-secrets run` was asked to do."""
+
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    workers: int = 8  # concurrent per-object handlers and concurrent Kubernetes writes
+    aws_threads: int = 8  # size of the thread pool that runs boto3
+    cache_ttl: float = 300.0  # seconds a fetched value stays reusable after its last user is gone
+    log_format: LogFormat = "text"
+    liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
+    verbose: bool = False
+    kubeconfig: str | None = None  # None: $KUBECONFIG, ~/.kube/config, then in-cluster
+    failure_event_interval: float = 300.0  # seconds between SyncFailed events of one object
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.aws_threads < 1:
+            raise ValueError("aws_threads must be at least 1")
+        if self.cache_ttl < 0:
+            raise ValueError("cache_ttl must not be negative")
+        if self.log_format not in ("text", "json"):
+            raise ValueError("log_format must be 'text' or 'json'")

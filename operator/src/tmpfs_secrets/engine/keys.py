@@ -1,0 +1,130 @@
+"""How fetched values become Secret keys: properties, extract, find, and the content hash.
+
+Property paths: `property` first names a top-level JSON key exactly (so a key that contains dots
+still works); otherwise it is a path split on '.', where '\\.' is a literal dot and '\\\\' a
+literal backslash, and a numeric segment indexes a JSON array (`hosts.0`). Strings are delivered
+as they are; any other JSON value (number, boolean, null, object, array) as compact JSON.
+
+extract: every top-level key of the JSON object becomes a Secret key, with the same value rules.
+find: a parameter's key is its name relative to `find.path`, with '/' replaced by '_'
+(`/shop/prod/db/host` under `/shop/prod/` becomes `db_host`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tmpfs_secrets.api.external_secret import valid_secret_key
+from tmpfs_secrets.errors import PropertyError
+from tmpfs_secrets.providers.base import Fetched, Found
+
+_MISSING = object()
+
+
+def split_path(prop: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(prop)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            current.append(nxt if nxt in (".", "\\") else ch + nxt)
+        elif ch == ".":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def encode(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_json(value: Fetched, what: str, field: str) -> Any:
+    try:
+        return json.loads(value.value.decode())
+    except (UnicodeDecodeError, ValueError):
+        kind = "binary" if value.binary else "not JSON"
+        raise PropertyError(
+            f"{what} is {kind}, so {field} cannot be applied; store a JSON object in it or remove {field}"
+        ) from None
+
+
+def lookup_property(value: Fetched, prop: str, what: str) -> bytes:
+    doc = parse_json(value, what, "remoteRef.property")
+    if isinstance(doc, dict) and prop in doc:
+        return encode(doc[prop])
+    node: Any = doc
+    for segment in split_path(prop):
+        node = _step(node, segment)
+        if node is _MISSING:
+            raise PropertyError(
+                f"{what} has no JSON property {prop!r}; properties are looked up in its JSON object, nested "
+                "with '.' (write '\\.' for a literal dot); check remoteRef.property"
+            )
+    return encode(node)
+
+
+def _step(node: Any, segment: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(segment, _MISSING)
+    if isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
+        return node[int(segment)]
+    return _MISSING
+
+
+def extract(value: Fetched, what: str) -> dict[str, bytes]:
+    doc = parse_json(value, what, "dataFrom.extract")
+    if not isinstance(doc, dict):
+        raise PropertyError(f"{what} is JSON but not an object; dataFrom.extract needs a JSON object of keys")
+    bad = sorted(k for k in doc if not valid_secret_key(k))
+    if bad:
+        raise PropertyError(
+            f"{what} has top-level keys that are not valid Secret keys "
+            f"({', '.join(repr(k) for k in bad[:5])}); "
+            "rename them (letters, digits, '-', '_', '.') or use spec.data with a property per key"
+        )
+    return {k: encode(v) for k, v in doc.items()}
+
+
+def find_key(path: str, name: str) -> str:
+    prefix = path if path.endswith("/") else path + "/"
+    rel = name[len(prefix) :] if name.startswith(prefix) else name.lstrip("/")
+    return rel.replace("/", "_")
+
+
+def found_keys(found: Found) -> tuple[dict[str, bytes], dict[str, str]]:
+    data: dict[str, bytes] = {}
+    versions: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for name in sorted(found.parameters):
+        key = find_key(found.path, name)
+        if key in owner:
+            raise PropertyError(
+                f"parameters {owner[key]} and {name} under {found.path} both map to key {key!r} "
+                "('/' becomes '_'); rename one of them or use spec.data for them"
+            )
+        if not valid_secret_key(key):
+            raise PropertyError(f"parameter {name} under {found.path} gives an invalid Secret key {key!r}")
+        owner[key] = name
+        data[key] = found.parameters[name].value
+        versions[key] = found.parameters[name].version
+    return data, versions
+
+
+def content_hash(data: Mapping[str, bytes]) -> str:
+    """sha256 over each key and value in key order, each prefixed by its 8-byte length: safe to show."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        raw_key = key.encode()
+        for part in (raw_key, data[key]):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return "sha256:" + digest.hexdigest()

@@ -1,0 +1,68 @@
+"""Operator start and stop: kopf's settings, the engine's lifetime, and the liveness probe.
+
+kopf's defaults would write to every object it handles: Kubernetes Events for each handler
+outcome, and progress records in `status.kopf` (pruned by our structural schema, which makes kopf
+retry forever). Here kopf keeps its progress in annotations under its own prefix (written only
+while a handler is retrying) and posts no events; the operator posts its own (Synced, Rotated,
+SyncFailed). The only routine write kopf keeps is its last-handled-configuration annotation,
+once per spec change, which it needs to tell a change from a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from tmpfs_secrets.handlers.registry import registry
+from tmpfs_secrets.handlers.state import runtime
+
+log = logging.getLogger(__name__)
+
+# Not "tmpfs-secrets.io": kopf hides annotations under its own prefix from its change detection,
+# and the refresh-requested annotation lives there.
+KOPF_PREFIX = "kopf.tmpfs-secrets.io"
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    settings.posting.enabled = False
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
+    # A lost watch connection is re-established quickly rather than after kopf's longer default.
+    settings.watching.reconnect_backoff = 1.0
+    # Handlers only hand work to the engine; a retry after a transient failure should be quick.
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
+
+
+@kopf.on.startup(registry=registry)
+async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    configure_kopf(settings)
+    rt = runtime(memo)
+    await rt.engine.start()
+    scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
+    log.info("tmpfs-secrets operator started; watching %s", scope)
+
+
+@kopf.on.cleanup(registry=registry)
+async def stop(memo: Any, **_: Any) -> None:
+    rt = runtime(memo)
+    try:
+        await rt.engine.stop()
+    finally:
+        await rt.kube.close()
+    log.info("tmpfs-secrets operator stopped")
+
+
+@kopf.on.probe(id="engine", registry=registry)
+async def engine_alive(memo: Any, **_: Any) -> dict[str, Any]:
+    """Liveness: kopf's endpoint answers 200 only while this returns."""
+    rt = runtime(memo)
+    health = getattr(rt.engine, "health", None)
+    if callable(health):
+        result = health()
+        return dict(result) if isinstance(result, dict) else {"ok": bool(result)}
+    return {"ok": True}

@@ -1,0 +1,88 @@
+"""Kubernetes Events on ExternalSecrets: Synced, Rotated, and rate-limited SyncFailed warnings.
+
+Events are the user's audit trail of which keys an ExternalSecret received and when they
+changed; they name keys and content hashes, never values. A failing refresh repeats on every
+backoff step, so SyncFailed is posted at most once per object per interval unless the reason
+changes, to keep a persistent AWS outage from flooding the API server.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from tmpfs_secrets.kube.conditions import rfc3339
+from tmpfs_secrets.kube.index import Tracked
+from tmpfs_secrets.kube.names import API_VERSION, COMPONENT
+from tmpfs_secrets.kube.rest import KubeApiError, Rest, core_path
+
+log = logging.getLogger(__name__)
+
+SYNCED = "Synced"
+ROTATED = "Rotated"
+SYNC_FAILED = "SyncFailed"
+MAX_MESSAGE = 1024  # the API server rejects longer event messages
+
+
+@dataclass
+class _LastFailure:
+    reason: str
+    posted_at: float
+
+
+class EventRecorder:
+    def __init__(self, rest: Rest, *, failure_interval: float = 300.0) -> None:
+        self.rest = rest
+        self.failure_interval = failure_interval
+        self.instance = socket.gethostname()
+        self._failures: dict[tuple[str, str | None, str], _LastFailure] = {}
+
+    async def normal(self, obj: Tracked, reason: str, message: str) -> None:
+        self._failures.pop((obj.kind, obj.namespace, obj.name), None)
+        await self._post(obj, "Normal", reason, message)
+
+    async def failure(self, obj: Tracked, reason: str, message: str, *, now: float | None = None) -> bool:
+        """Post a SyncFailed warning unless one with the same reason was posted recently."""
+        now = time.time() if now is None else now
+        key = (obj.kind, obj.namespace, obj.name)
+        last = self._failures.get(key)
+        if last is not None and last.reason == reason and now - last.posted_at < self.failure_interval:
+            return False
+        self._failures[key] = _LastFailure(reason, now)
+        await self._post(obj, "Warning", SYNC_FAILED, f"{reason}: {message}")
+        return True
+
+    def forget(self, obj_key: tuple[str, str | None, str]) -> None:
+        self._failures.pop(obj_key, None)
+
+    async def _post(self, obj: Tracked, type_: str, reason: str, message: str) -> None:
+        namespace = obj.namespace or "default"
+        stamp = rfc3339(time.time())
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{obj.name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": obj.kind,
+                "name": obj.name,
+                "namespace": obj.namespace,
+                "uid": obj.uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:MAX_MESSAGE],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.instance[:128],
+        }
+        try:
+            await self.rest.post(core_path("events", namespace), event)
+        except KubeApiError as e:
+            # An event is an audit aid, not part of the sync: losing one must not fail the sync.
+            log.warning("could not post %s event on %s %s/%s: %s", reason, obj.kind, namespace, obj.name, e)

@@ -1,0 +1,119 @@
+"""The last seen state of our own objects, fed by the watch, so the sink writes only differences.
+
+The sink compares what it is about to write with what the API server last told us (status,
+generation, target settings) instead of reading the object again: in an idle interval the
+operator makes no API calls beyond its watches. Only the slim parts the sink needs are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tmpfs_secrets.kube.names import EXTERNAL_SECRET
+from tmpfs_secrets.ports import ObjectRef
+
+
+@dataclass(frozen=True)
+class Target:
+    """`spec.target` of an ExternalSecret, with the defaults of the CRD applied."""
+
+    name: str
+    creation_policy: str = "Owner"  # Owner | Orphan | Merge
+    deletion_policy: str = "Retain"  # Retain | Delete
+    delivery: str = "Secret"  # Secret | Direct
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], default_name: str) -> Target:
+        target = spec.get("target") or {}
+        return cls(
+            name=str(target.get("name") or default_name),
+            creation_policy=str(target.get("creationPolicy") or "Owner"),
+            deletion_policy=str(target.get("deletionPolicy") or "Retain"),
+            delivery=str(target.get("delivery") or "Secret"),
+        )
+
+
+@dataclass
+class Tracked:
+    """One object as last seen: identity, generation and status; the target for ExternalSecrets."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    status: dict[str, Any] = field(default_factory=dict)
+    target: Target | None = None
+
+
+def _newer(candidate: str, current: str) -> bool:
+    """Whether a resourceVersion is not older than another; unknown formats count as newer."""
+    try:
+        return int(candidate) >= int(current)
+    except ValueError:
+        return True
+
+
+class ObjectIndex:
+    """ExternalSecrets and stores by (kind, namespace, name)."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str | None, str], Tracked] = {}
+
+    def observe(self, kind: str, body: Mapping[str, Any]) -> Tracked:
+        """Record a body from a watch event or an API answer; older resourceVersions are ignored."""
+        meta = body.get("metadata") or {}
+        key = (kind, meta.get("namespace"), str(meta.get("name")))
+        current = self._objects.get(key)
+        version = str(meta.get("resourceVersion") or "")
+        if (
+            current is not None
+            and current.uid == meta.get("uid")
+            and not _newer(version, current.resource_version)
+        ):
+            return current
+        target = None
+        if kind == EXTERNAL_SECRET.kind:
+            target = Target.from_spec(body.get("spec") or {}, default_name=key[2])
+        elif current is not None and current.uid == meta.get("uid"):
+            target = current.target
+        tracked = Tracked(
+            kind=kind,
+            namespace=key[1],
+            name=key[2],
+            uid=str(meta.get("uid") or ""),
+            generation=int(meta.get("generation") or 0),
+            resource_version=version,
+            status=copy.deepcopy(dict(body.get("status") or {})),
+            target=target,
+        )
+        self._objects[key] = tracked
+        return tracked
+
+    def observe_status(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Record the answer to a status patch: its status and resourceVersion, keeping the rest."""
+        meta = body.get("metadata") or {}
+        current = self.get(kind, meta.get("namespace"), str(meta.get("name")))
+        version = str(meta.get("resourceVersion") or "")
+        if current is None or current.uid != meta.get("uid") or not _newer(version, current.resource_version):
+            return
+        current.status = copy.deepcopy(dict(body.get("status") or {}))
+        current.resource_version = version
+
+    def forget(self, kind: str, namespace: str | None, name: str) -> Tracked | None:
+        return self._objects.pop((kind, namespace, name), None)
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Tracked | None:
+        return self._objects.get((kind, namespace, name))
+
+    def external_secret(self, ref: ObjectRef) -> Tracked | None:
+        return self.get(EXTERNAL_SECRET.kind, ref.namespace, ref.name)
+
+    def external_secrets_in(self, namespace: str) -> Iterator[ObjectRef]:
+        for kind, ns, name in list(self._objects):
+            if kind == EXTERNAL_SECRET.kind and ns == namespace:
+                yield ObjectRef(namespace, name)

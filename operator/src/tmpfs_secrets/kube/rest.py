@@ -1,0 +1,158 @@
+"""A thin JSON client over `kubernetes.aio`'s ApiClient.
+
+The generated API classes validate and deserialise every body into pydantic models, which costs
+CPU and memory at thousands of objects and hides the raw JSON we compare and patch. This module
+keeps `kubernetes.aio`'s authentication, TLS and connection pool, and speaks plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client as kclient
+from kubernetes.aio import config as kconfig
+
+JSON = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeApiError(Exception):
+    """A non-2xx answer from the API server, with the server's own explanation."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status == 403
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying as is: throttling, timeouts and server-side failures."""
+        return self.status in (0, 429) or self.status >= 500
+
+
+async def connect(kubeconfig: str | None = None, *, pool_size: int = 16) -> kclient.ApiClient:
+    """An ApiClient from an explicit kubeconfig, $KUBECONFIG / ~/.kube/config, or the pod's account."""
+    configuration = kclient.Configuration()
+    try:
+        await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    except (kconfig.ConfigException, FileNotFoundError, TypeError):
+        if kubeconfig is not None:
+            raise
+        kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = pool_size
+    return kclient.ApiClient(configuration)
+
+
+class Rest:
+    """GET/POST/PATCH/DELETE of JSON documents at API paths."""
+
+    def __init__(self, api: kclient.ApiClient, *, timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        content_type: str = "application/json",
+        query: Sequence[tuple[str, str]] = (),
+    ) -> JSON:
+        headers: dict[str, str | None] = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method_, url, headers_, body_, post = await self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = await self.api.call_api(
+                method_, url, headers_, body_, post, _request_timeout=self.timeout
+            )
+            raw = await response.read()  # type: ignore[no-untyped-call]
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            # Transport failures look like any other API error to callers: status 0, transient.
+            raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+        if response.status >= 400:
+            raise _error(response.status, response.reason or "", raw)
+        return json.loads(raw) if raw else {}
+
+    async def get(self, path: str) -> JSON:
+        return await self.request("GET", path)
+
+    async def post(self, path: str, body: Mapping[str, Any]) -> JSON:
+        return await self.request("POST", path, body=dict(body))
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> JSON:
+        return await self.request("PATCH", path, body=dict(body), content_type=MERGE_PATCH)
+
+    async def delete(self, path: str) -> JSON:
+        return await self.request("DELETE", path)
+
+
+def _error(status: int, reason: str, raw: bytes) -> KubeApiError:
+    message = raw.decode("utf-8", "replace")[:500]
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        message = str(decoded.get("message") or message)
+        reason = str(decoded.get("reason") or reason)
+    return KubeApiError(status, reason, message)
+
+
+def core_path(kind_plural: str, namespace: str | None = None, name: str | None = None, sub: str = "") -> str:
+    """Path of a core (`/api/v1`) object or collection."""
+    path = "/api/v1"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{kind_plural}"
+    if name is not None:
+        path += f"/{name}"
+    if sub:
+        path += f"/{sub}"
+    return path
+
+
+def group_path(
+    group: str,
+    version: str,
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    sub: str = "",
+) -> str:
+    """Path of an object or collection in an API group (`/apis/<group>/<version>`)."""
+    path = f"/apis/{group}/{version}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{plural}"
+    if name is not None:
+        path += f"/{name}"
+    if sub:
+        path += f"/{sub}"
+    return path

@@ -1,0 +1,47 @@
+"""Builds the Kubernetes side once per operator run and tears it down: client, index, reads, sink."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubernetes.aio import client as kclient
+
+from tmpfs_secrets.config import Settings
+from tmpfs_secrets.kube.events import EventRecorder
+from tmpfs_secrets.kube.index import ObjectIndex
+from tmpfs_secrets.kube.reads import KubeReadsImpl
+from tmpfs_secrets.kube.rest import Rest, connect
+from tmpfs_secrets.kube.secrets import SecretWriter
+from tmpfs_secrets.kube.sink import KubeSink
+from tmpfs_secrets.kube.status import StatusWriter
+
+
+@dataclass
+class KubeSide:
+    api: kclient.ApiClient
+    rest: Rest
+    index: ObjectIndex
+    reads: KubeReadsImpl
+    writer: SecretWriter
+    sink: KubeSink
+    closed: bool = False
+
+    @classmethod
+    async def open(cls, settings: Settings) -> KubeSide:
+        api = await connect(settings.kubeconfig, pool_size=max(4, settings.workers * 2))
+        rest = Rest(api)
+        index = ObjectIndex()
+        writer = SecretWriter(rest)
+        sink = KubeSink(
+            index,
+            writer,
+            StatusWriter(rest, index),
+            EventRecorder(rest, failure_interval=settings.failure_event_interval),
+            concurrency=settings.workers,
+        )
+        return cls(api=api, rest=rest, index=index, reads=KubeReadsImpl(rest), writer=writer, sink=sink)
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.api.close()  # type: ignore[no-untyped-call]

@@ -1,0 +1,206 @@
+"""The Secret writer: delivers a key set into a Kubernetes Secret, writing only on change.
+
+The content hash of what was written is stored in the annotation `tmpfs-secrets.io/content-hash`
+and remembered in memory. In steady state a refresh with the same hash costs nothing; after a
+restart the first refresh of each ExternalSecret reads its Secret once and writes only if the
+hash or the data differ, so a restarted operator rewrites nothing that is unchanged.
+
+creationPolicy: Owner creates the Secret with an ownerReference (garbage-collected with the
+ExternalSecret); Orphan creates it without one (it stays); Merge only adds keys to a Secret that
+someone else created.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tmpfs_secrets.kube.index import Target, Tracked
+from tmpfs_secrets.kube.names import (
+    API_VERSION,
+    CONTENT_HASH_ANNOTATION,
+    EXTERNAL_SECRET,
+    EXTERNAL_SECRET_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+)
+from tmpfs_secrets.kube.rest import JSON, KubeApiError, Rest, core_path
+
+TARGET_NOT_FOUND = "TargetNotFound"
+TARGET_CONFLICT = "TargetConflict"
+TARGET_WRITE_FAILED = "TargetWriteFailed"
+
+
+class TargetError(Exception):
+    """The target Secret can't be written; `reason` and `message` go to the status as they are."""
+
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class _Written:
+    uid: str
+    policy: str
+    content_hash: str
+    removed: frozenset[str]
+
+
+def encode(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {key: base64.b64encode(value).decode("ascii") for key, value in data.items()}
+
+
+def owner_reference(es: Tracked) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": EXTERNAL_SECRET.kind,
+        "name": es.name,
+        "uid": es.uid,
+        "controller": True,
+    }
+
+
+class SecretWriter:
+    def __init__(self, rest: Rest) -> None:
+        self.rest = rest
+        self._written: dict[tuple[str, str], _Written] = {}  # (namespace, secret) -> last write
+
+    def invalidate(self, namespace: str, secret: str) -> None:
+        """Forget what we wrote, so the next write reads the Secret again (e.g. on a refresh request)."""
+        self._written.pop((namespace, secret), None)
+
+    async def write(
+        self, es: Tracked, data: Mapping[str, bytes], content_hash: str, removed: frozenset[str] = frozenset()
+    ) -> bool:
+        """Bring the target Secret to `data`; True if anything was written."""
+        assert es.namespace is not None and es.target is not None
+        target = es.target
+        key = (es.namespace, target.name)
+        wanted = _Written(es.uid, target.creation_policy, content_hash, removed)
+        if self._written.get(key) == wanted:
+            return False
+        path = core_path("secrets", es.namespace, target.name)
+        for _attempt in range(3):  # a create or patch can race with another writer; re-read and retry
+            try:
+                secret = await self.rest.get(path)
+            except KubeApiError as e:
+                if not e.not_found:
+                    raise _write_failed(es, target, e) from e
+                secret = None
+            try:
+                written = await self._write_once(es, target, path, secret, data, content_hash, removed)
+            except KubeApiError as e:
+                if e.conflict:
+                    continue
+                raise _write_failed(es, target, e) from e
+            self._written[key] = wanted
+            return written
+        raise TargetError(
+            TARGET_WRITE_FAILED,
+            f"Secret {es.namespace}/{target.name} kept changing while it was written; will retry",
+            transient=True,
+        )
+
+    async def _write_once(
+        self,
+        es: Tracked,
+        target: Target,
+        path: str,
+        secret: JSON | None,
+        data: Mapping[str, bytes],
+        content_hash: str,
+        removed: frozenset[str],
+    ) -> bool:
+        assert es.namespace is not None
+        where = f"{es.namespace}/{target.name}"
+        encoded = encode(data)
+        if secret is None:
+            if target.creation_policy == "Merge":
+                raise TargetError(
+                    TARGET_NOT_FOUND,
+                    f"Secret {where} does not exist; target.creationPolicy Merge only adds keys to an "
+                    "existing Secret: create it first, or use creationPolicy Owner",
+                )
+            await self.rest.post(
+                core_path("secrets", es.namespace), self._new_secret(es, target, encoded, content_hash)
+            )
+            return True
+
+        meta = secret.get("metadata") or {}
+        annotations: dict[str, str] = meta.get("annotations") or {}
+        owners: list[dict[str, Any]] = list(meta.get("ownerReferences") or [])
+        ours = annotations.get(EXTERNAL_SECRET_ANNOTATION) == es.name or any(
+            o.get("uid") == es.uid for o in owners
+        )
+        if target.creation_policy != "Merge" and not ours:
+            raise TargetError(
+                TARGET_CONFLICT,
+                f"Secret {where} already exists and is not managed by this ExternalSecret; delete it, "
+                "choose another target.name, or set target.creationPolicy: Merge to add keys to it",
+            )
+        if secret.get("immutable"):
+            raise TargetError(
+                TARGET_CONFLICT,
+                f"Secret {where} is immutable; delete it so it can be recreated, or use another target.name",
+            )
+        current: dict[str, str] = secret.get("data") or {}
+        patch: dict[str, Any] = {"metadata": {"resourceVersion": meta.get("resourceVersion")}}
+        changed_data: dict[str, str | None] = {k: v for k, v in encoded.items() if current.get(k) != v}
+        changed_data.update({k: None for k in removed if k in current and k not in encoded})
+        if changed_data:
+            patch["data"] = changed_data
+        if annotations.get(CONTENT_HASH_ANNOTATION) != content_hash:
+            patch["metadata"]["annotations"] = {CONTENT_HASH_ANNOTATION: content_hash}
+        if target.creation_policy != "Merge":
+            new_owners = [o for o in owners if o.get("uid") != es.uid]
+            if target.creation_policy == "Owner":
+                new_owners.append(owner_reference(es))
+            if new_owners != owners:
+                patch["metadata"]["ownerReferences"] = new_owners
+            labels = meta.get("labels") or {}
+            if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+                patch["metadata"]["labels"] = {MANAGED_BY_LABEL: MANAGED_BY}
+            if annotations.get(EXTERNAL_SECRET_ANNOTATION) != es.name:
+                patch["metadata"].setdefault("annotations", {})[EXTERNAL_SECRET_ANNOTATION] = es.name
+        if len(patch) == 1 and len(patch["metadata"]) == 1:
+            return False
+        await self.rest.merge_patch(path, patch)
+        return True
+
+    @staticmethod
+    def _new_secret(
+        es: Tracked, target: Target, encoded: dict[str, str], content_hash: str
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": target.name,
+            "namespace": es.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": {CONTENT_HASH_ANNOTATION: content_hash, EXTERNAL_SECRET_ANNOTATION: es.name},
+        }
+        if target.creation_policy == "Owner":
+            meta["ownerReferences"] = [owner_reference(es)]
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": encoded}
+
+
+def _write_failed(es: Tracked, target: Target, error: KubeApiError) -> TargetError:
+    where = f"{es.namespace}/{target.name}"
+    if error.forbidden:
+        return TargetError(
+            TARGET_WRITE_FAILED,
+            f"the operator may not write Secret {where} ({error.message}); grant its ServiceAccount "
+            "get, create and patch on secrets in this namespace",
+        )
+    if error.status == 422:
+        return TargetError(
+            TARGET_WRITE_FAILED, f"Secret {where} was rejected by the API server: {error.message}"
+        )
+    return TargetError(
+        TARGET_WRITE_FAILED,
+        f"could not write Secret {where}: {error.status} {error.reason}; will retry",
+        transient=True,
+    )

@@ -1,0 +1,126 @@
+"""boto3 clients and the one bounded thread pool every AWS call runs in.
+
+boto3 is synchronous, so each call goes through `loop.run_in_executor` on a single pool whose
+size bounds the operator's AWS concurrency. Clients are created once per (identity, service,
+region) and reused until the identity's credentials are refreshed. The endpoint comes from
+botocore's own AWS_ENDPOINT_URL handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from tmpfs_secrets.errors import Reason, StoreError
+from tmpfs_secrets.providers.aws.credentials import Auth, Credentials
+from tmpfs_secrets.providers.aws.errors import from_exception
+
+T = TypeVar("T")
+
+# botocore logs whole response bodies (secret values included) at DEBUG on this logger. Keep it
+# above DEBUG whatever the operator's log level, so `--verbose` can never print a value.
+logging.getLogger("botocore.parsers").setLevel(logging.INFO)
+
+SERVICE_NAMES = {"SecretsManager": "secretsmanager", "ParameterStore": "ssm", "sts": "sts"}
+
+# The scheduler already retries each failing key with exponential backoff and jitter. botocore's
+# default retries (several attempts, sleeping inside a pool thread) would hold threads hostage and
+# multiply the request rate exactly when AWS throttles; one quick retry absorbs a dropped
+# connection, anything longer is the scheduler's job. (`total_max_attempts` counts the first try;
+# botocore's `max_attempts` would count retries only.)
+RETRIES: Any = {"mode": "standard", "total_max_attempts": 2}
+
+
+class AwsRuntime:
+    """Owns the thread pool, the clients and the credential cache."""
+
+    def __init__(
+        self, threads: int = 8, refresh_margin: float = 300.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aws")
+        self._config = Config(
+            retries=RETRIES, max_pool_connections=threads, connect_timeout=5, read_timeout=20
+        )
+        self._clients: dict[tuple[Any, ...], tuple[Credentials | None, Any]] = {}
+        self._creds: dict[tuple[str, ...], Credentials | None] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._margin = refresh_margin
+        self._clock = clock
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def credentials(self, auth: Auth) -> Credentials | None:
+        """Cached per identity until `refresh_margin` seconds before they expire."""
+        lock = self._locks.setdefault(auth.identity, asyncio.Lock())
+        async with lock:
+            if auth.identity in self._creds:
+                cached = self._creds[auth.identity]
+                if (
+                    cached is None
+                    or cached.expires_at is None
+                    or cached.expires_at - self._margin > self._clock()
+                ):
+                    return cached
+            try:
+                fresh = await auth.credentials(self)
+            except StoreError:
+                raise
+            except Exception as exc:
+                err = from_exception(exc, "credentials for the store", "sts:AssumeRole*", "sts")
+                raise StoreError(
+                    f"could not get AWS credentials for the store's identity: {err.message}",
+                    err.reason if err.reason is not Reason.SOURCE_NOT_FOUND else Reason.ACCESS_DENIED,
+                ) from None
+            self._creds[auth.identity] = fresh
+            return fresh
+
+    async def client(self, auth: Auth, service: str, region: str) -> Any:
+        creds = await self.credentials(auth)
+        key = (auth.identity, service, region)
+        cached = self._clients.get(key)
+        if cached is not None and cached[0] is creds:
+            return cached[1]
+        client = await self.call(self._make_client, SERVICE_NAMES[service], region, creds)
+        self._clients[key] = (creds, client)
+        return client
+
+    async def unsigned_sts(self) -> Any:
+        """AssumeRoleWithWebIdentity is authenticated by its token, not by a signature."""
+        key = (("unsigned",), "sts", "")
+        cached = self._clients.get(key)
+        if cached is None:
+            config = self._config.merge(Config(signature_version=UNSIGNED))
+            client = await self.call(lambda: boto3.session.Session().client("sts", config=config))
+            cached = self._clients[key] = (None, client)
+        return cached[1]
+
+    def forget(self, identity: tuple[str, ...]) -> None:
+        """Drop cached credentials and clients of an identity (its store changed or went away)."""
+        self._creds.pop(identity, None)
+        for key in [k for k in self._clients if k[0] == identity]:
+            del self._clients[key]
+
+    def _make_client(self, service: str, region: str, creds: Credentials | None) -> Any:
+        if creds is None:
+            session = boto3.session.Session()
+        else:
+            session = boto3.session.Session(
+                aws_access_key_id=creds.access_key_id,
+                aws_secret_access_key=creds.secret_access_key,
+                aws_session_token=creds.session_token,
+            )
+        return session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

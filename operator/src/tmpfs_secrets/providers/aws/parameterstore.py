@@ -1,0 +1,124 @@
+"""Parameter Store: GetParameters (10 names a call) and GetParametersByPath for `find`.
+
+A `version` is sent as SSM's own selector, `name:<version>` or `name:<label>`. The response names
+parameters without their selector, so one call never asks for the same parameter twice; such
+refs go into separate calls. SecureStrings are always decrypted. A StringList is delivered as
+AWS stores it (comma-separated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from tmpfs_secrets.errors import SyncError
+from tmpfs_secrets.providers.aws.clients import AwsRuntime
+from tmpfs_secrets.providers.aws.credentials import Auth
+from tmpfs_secrets.providers.aws.errors import error_code, for_code, from_exception
+from tmpfs_secrets.providers.base import PARAMETER_STORE, Fetched, Found, SourceRef
+
+BATCH_SIZE = 10
+ACTION = "ssm:GetParameters"
+
+
+def is_version_number(version: str | None) -> bool:
+    """A numeric version pins an immutable value; a label can move."""
+    return version is not None and version.isdigit()
+
+
+def _name(ref: SourceRef) -> str:
+    return f"{ref.key}:{ref.version}" if ref.version else ref.key
+
+
+def _what(ref: SourceRef) -> str:
+    return f"parameter {ref.key}" + (f" (version {ref.version})" if ref.version else "")
+
+
+def pack(refs: Sequence[SourceRef], size: int = BATCH_SIZE) -> list[list[SourceRef]]:
+    """Chunks of at most `size` refs in which no parameter name appears twice."""
+    chunks: list[list[SourceRef]] = []
+    for ref in dict.fromkeys(refs):
+        for chunk in chunks:
+            if len(chunk) < size and all(r.key != ref.key for r in chunk):
+                chunk.append(ref)
+                break
+        else:
+            chunks.append([ref])
+    return chunks
+
+
+class ParameterStoreProvider:
+    batch_size = BATCH_SIZE
+
+    def __init__(self, aws: AwsRuntime, auth: Auth, region: str) -> None:
+        self._aws = aws
+        self._auth = auth
+        self._region = region
+
+    async def fetch(self, refs: Sequence[SourceRef]) -> dict[SourceRef, Fetched | SyncError]:
+        out: dict[SourceRef, Fetched | SyncError] = {}
+        try:
+            client = await self._aws.client(self._auth, PARAMETER_STORE, self._region)
+        except SyncError as exc:
+            return dict.fromkeys(refs, exc)
+        for chunk in pack(refs):
+            await self._chunk(client, chunk, out)
+        return out
+
+    async def _chunk(
+        self, client: Any, chunk: list[SourceRef], out: dict[SourceRef, Fetched | SyncError]
+    ) -> None:
+        try:
+            response = await self._aws.call(
+                client.get_parameters, Names=[_name(r) for r in chunk], WithDecryption=True
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ValidationException" and len(chunk) > 1:
+                # One malformed name fails the whole call; ask again one by one so it fails alone.
+                for ref in chunk:
+                    await self._chunk(client, [ref], out)
+                return
+            err = from_exception(
+                exc, _what(chunk[0]) if len(chunk) == 1 else f"{len(chunk)} parameters", ACTION, self._region
+            )
+            out.update(dict.fromkeys(chunk, err))
+            return
+        except Exception as exc:
+            out.update(
+                dict.fromkeys(chunk, from_exception(exc, f"{len(chunk)} parameters", ACTION, self._region))
+            )
+            return
+        by_name: dict[str, Fetched] = {}
+        for param in response.get("Parameters", []):
+            fetched = Fetched(str(param.get("Value", "")).encode(), str(param.get("Version", "")))
+            for name in (param.get("Name"), param.get("ARN")):
+                if name:
+                    by_name[name] = fetched
+        invalid = set(response.get("InvalidParameters", []))
+        for ref in chunk:
+            if _name(ref) in invalid or ref.key not in by_name:
+                out[ref] = for_code("ParameterNotFound", _what(ref), ACTION, self._region)
+            else:
+                out[ref] = by_name[ref.key]
+
+    async def find(self, path: str) -> Found:
+        try:
+            client = await self._aws.client(self._auth, PARAMETER_STORE, self._region)
+            params = await self._aws.call(_all_by_path, client, path)
+        except Exception as exc:
+            raise from_exception(
+                exc, f"parameters under {path}", "ssm:GetParametersByPath", self._region
+            ) from None
+        return Found(path, params)
+
+
+def _all_by_path(client: Any, path: str) -> dict[str, Fetched]:
+    """Every page, in the pool thread: pages are sequential anyway, so one hop to the loop suffices."""
+    out: dict[str, Fetched] = {}
+    paginator = client.get_paginator("get_parameters_by_path")
+    for page in paginator.paginate(Path=path, Recursive=True, WithDecryption=True):
+        for param in page.get("Parameters", []):
+            out[param["Name"]] = Fetched(str(param.get("Value", "")).encode(), str(param.get("Version", "")))
+    return out

@@ -1,0 +1,143 @@
+"""Secrets Manager: BatchGetSecretValue for current values, GetSecretValue for the rest.
+
+BatchGetSecretValue takes up to 20 ids but no version per id, so refs asking for a stage other
+than AWSCURRENT or for a version id go one by one. When the identity may not call the batch
+operation at all, the provider falls back to GetSecretValue per id and remembers that for a
+while, so a least-privilege policy costs calls, not correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from tmpfs_secrets.errors import Reason, SyncError
+from tmpfs_secrets.providers.aws.clients import AwsRuntime
+from tmpfs_secrets.providers.aws.credentials import Auth
+from tmpfs_secrets.providers.aws.errors import error_code, for_code, from_exception, reason_for
+from tmpfs_secrets.providers.base import SECRETS_MANAGER, Fetched, Found, SourceRef
+
+BATCH_SIZE = 20
+CURRENT = "AWSCURRENT"
+BATCH_DENIED_RETRY = 3600.0  # seconds before trying the batch call again after AccessDenied
+_VERSION_ID = re.compile(
+    r"^(uuid/)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+
+
+def is_version_id(version: str | None) -> bool:
+    """A version id (a UUID, optionally written `uuid/<id>` as in ESO) pins an immutable value."""
+    return version is not None and bool(_VERSION_ID.match(version))
+
+
+def _what(ref: SourceRef) -> str:
+    return f"secret {ref.key}" + (f" (version {ref.version})" if ref.version else "")
+
+
+class SecretsManagerProvider:
+    batch_size = BATCH_SIZE
+
+    def __init__(
+        self, aws: AwsRuntime, auth: Auth, region: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._aws = aws
+        self._auth = auth
+        self._region = region
+        self._clock = clock
+        self._batch_denied_until = 0.0
+
+    async def fetch(self, refs: Sequence[SourceRef]) -> dict[SourceRef, Fetched | SyncError]:
+        out: dict[SourceRef, Fetched | SyncError] = {}
+        batchable = list(dict.fromkeys(r for r in refs if r.version in (None, CURRENT)))
+        singles = [r for r in dict.fromkeys(refs) if r not in batchable]
+        try:
+            client = await self._aws.client(self._auth, SECRETS_MANAGER, self._region)
+        except SyncError as exc:
+            return dict.fromkeys(refs, exc)
+        for start in range(0, len(batchable), BATCH_SIZE):
+            chunk = batchable[start : start + BATCH_SIZE]
+            if self._clock() < self._batch_denied_until:
+                singles.extend(chunk)
+                continue
+            singles.extend(await self._batch(client, chunk, out))
+        results = await asyncio.gather(*(self._single(client, r) for r in singles))
+        out.update(zip(singles, results, strict=True))
+        return out
+
+    async def find(self, path: str) -> Found:
+        raise SyncError(
+            "dataFrom.find works only with ParameterStore stores; "
+            "use dataFrom.extract or data for Secrets Manager",
+            Reason.INVALID_SPEC,
+        )
+
+    async def _batch(
+        self, client: Any, chunk: list[SourceRef], out: dict[SourceRef, Fetched | SyncError]
+    ) -> list[SourceRef]:
+        """Fill `out` from one batch call; returns refs that need GetSecretValue instead."""
+        try:
+            response = await self._aws.call(
+                client.batch_get_secret_value, SecretIdList=[r.key for r in chunk]
+            )
+        except ClientError as exc:
+            if reason_for(error_code(exc)) is Reason.ACCESS_DENIED:
+                self._batch_denied_until = self._clock() + BATCH_DENIED_RETRY
+                return chunk
+            err = from_exception(
+                exc, f"{len(chunk)} secrets", "secretsmanager:BatchGetSecretValue", self._region
+            )
+            out.update(dict.fromkeys(chunk, err))
+            return []
+        except Exception as exc:
+            err = from_exception(
+                exc, f"{len(chunk)} secrets", "secretsmanager:BatchGetSecretValue", self._region
+            )
+            out.update(dict.fromkeys(chunk, err))
+            return []
+        by_id: dict[str, Fetched] = {}
+        for entry in response.get("SecretValues", []):
+            fetched = _fetched(entry)
+            for name in (entry.get("Name"), entry.get("ARN")):
+                if name:
+                    by_id[name] = fetched
+        errors = {e.get("SecretId"): e for e in response.get("Errors", [])}
+        leftover = []
+        for ref in chunk:
+            if ref.key in by_id:
+                out[ref] = by_id[ref.key]
+            elif ref.key in errors:
+                e = errors[ref.key]
+                out[ref] = for_code(
+                    str(e.get("ErrorCode", "Unknown")),
+                    _what(ref),
+                    "secretsmanager:GetSecretValue",
+                    self._region,
+                    str(e.get("Message", "")),
+                )
+            else:  # e.g. a partial ARN that matches neither Name nor ARN: ask for it alone
+                leftover.append(ref)
+        return leftover
+
+    async def _single(self, client: Any, ref: SourceRef) -> Fetched | SyncError:
+        kwargs: dict[str, str] = {"SecretId": ref.key}
+        if is_version_id(ref.version):
+            assert ref.version is not None
+            kwargs["VersionId"] = ref.version.removeprefix("uuid/")
+        elif ref.version:
+            kwargs["VersionStage"] = ref.version
+        try:
+            return _fetched(await self._aws.call(client.get_secret_value, **kwargs))
+        except Exception as exc:
+            return from_exception(exc, _what(ref), "secretsmanager:GetSecretValue", self._region)
+
+
+def _fetched(entry: Any) -> Fetched:
+    version = str(entry.get("VersionId", ""))
+    if entry.get("SecretString") is not None:
+        return Fetched(entry["SecretString"].encode(), version)
+    return Fetched(bytes(entry.get("SecretBinary") or b""), version, binary=True)

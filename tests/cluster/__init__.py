@@ -1,0 +1,1 @@
+"""The project's test harness: a real local control plane, the bubble cluster and emulated AWS."""

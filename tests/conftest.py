@@ -1,0 +1,94 @@
+"""Shared fixtures: emulated AWS (moto over HTTP), the real local control plane, a namespace per test."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.cluster.aws import MotoServer, moto_server
+from tests.cluster.control_plane import ControlPlane
+
+
+@pytest.fixture(scope="session")
+def moto_session() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto_session: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """An empty emulated AWS for this test; botocore in this process is pointed at it."""
+    moto_session.reset()
+    for key, value in moto_session.env().items():
+        monkeypatch.setenv(key, value)
+    return moto_session
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver and kube-controller-manager on loopback, for the whole run."""
+    plane = ControlPlane().start()
+    try:
+        yield plane
+    finally:
+        kept = plane.stop(keep_logs=request.session.testsfailed > 0)
+        if kept:
+            print(f"\ncontrol plane logs kept in {kept}")
+
+
+@pytest.fixture(scope="session")
+def api_client(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
+    """A synchronous admin client for test set-up and assertions (the operator uses the async one)."""
+    api = k8s_config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def namespace(api_client: k8s.ApiClient) -> Iterator[str]:
+    """A fresh namespace whose `default` ServiceAccount exists; deleted after the test."""
+    core = k8s.CoreV1Api(api_client)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 60
+    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"kube-controller-manager created no default ServiceAccount in {name}")
+        time.sleep(0.2)
+    yield name
+    core.delete_namespace(name)
+
+
+Kubectl = Callable[..., str]
+
+
+@pytest.fixture
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    """Run kubectl as admin; returns stdout and raises with stderr on failure."""
+
+    def run(*args: str, input: str | None = None) -> str:
+        return control_plane.kubectl(*args, input=input).stdout
+
+    return run
+
+
+@pytest.fixture
+def apply_yaml(control_plane: ControlPlane) -> Callable[..., str]:
+    """Apply YAML text or a file with kubectl, optionally into a namespace."""
+
+    def apply(source: str | Path, namespace: str | None = None) -> str:
+        args = ["apply", "-f", str(source) if isinstance(source, Path) else "-"]
+        if namespace:
+            args += ["-n", namespace]
+        text = None if isinstance(source, Path) else source
+        return control_plane.kubectl(*args, input=text).stdout
+
+    return apply
