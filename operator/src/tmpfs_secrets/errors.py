@@ -24,6 +24,10 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"  # the object's spec is invalid
     THROTTLED = "Throttled"  # AWS throttled the operator; it backs off and retries
     PROVIDER_ERROR = "ProviderError"  # AWS unreachable or another AWS error
+    # The target Secret (reported by the Kubernetes side; the engine never sees the target):
+    TARGET_NOT_FOUND = "TargetNotFound"  # creationPolicy Merge and the Secret does not exist
+    TARGET_CONFLICT = "TargetConflict"  # the Secret exists but is not this ExternalSecret's, or immutable
+    TARGET_WRITE_FAILED = "TargetWriteFailed"  # RBAC or API server errors while writing it
 
 
 class SyncError(Exception):

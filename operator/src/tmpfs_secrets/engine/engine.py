@@ -46,6 +46,8 @@ class _Es:
     last_failure: tuple[str, str] | None = None
     reported_generation: int | None = None
     once_done: bool = False
+    redeliver: bool = False  # a refresh was requested: offer the next key set even if unchanged
+    sink_trouble: tuple[str, str] | None = None  # (action, cause) of the last sink failure logged
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -188,6 +190,8 @@ class Engine:
         if state is None or state.spec is None:
             return
         state.once_done = False
+        # The target may have been deleted or edited by hand: the sink decides whether to write.
+        state.redeliver = True
         await self._resolve(ref, state, "refresh")
 
     def next_refresh_time(self, ref: ObjectRef) -> float | None:
@@ -338,6 +342,11 @@ class Engine:
             spec = state.spec
             if spec is None or not state.sources or (state.once_done and spec.refresh_interval == 0):
                 return
+            now = self._clock.now()
+            if any(self._plan.pending(src, now) for src in state.sources):
+                # The batch running (or due) now reports it when it completes: a report made now
+                # would carry values older than that fetch and a next refresh time already past.
+                return
             outcomes: list[Outcome] = []
             for item, src in zip(state.items, state.sources, strict=True):
                 entry = self._cache.get(src)
@@ -352,8 +361,9 @@ class Engine:
                         outcomes.append(exc)
             asm = assemble(state.items, outcomes, state.last_good, spec.target.deletion_policy == "Delete")
             state.last_good = asm.last_good
+            delivered = False
             if asm.complete and asm.data:
-                await self._deliver(ref, state, spec, asm.data, asm.versions, not asm.errors)
+                delivered = await self._deliver(ref, state, spec, asm.data, asm.versions, not asm.errors)
             elif asm.complete and not asm.errors:
                 asm.errors.append(
                     SyncError(
@@ -366,7 +376,7 @@ class Engine:
                 await self._fail(ref, state, _combine(asm.errors), spec.generation)
             elif asm.complete:
                 state.last_failure = None
-                if spec.refresh_interval == 0:
+                if spec.refresh_interval == 0 and delivered:
                     state.once_done = True
 
     async def _deliver(
@@ -377,16 +387,20 @@ class Engine:
         data: dict[str, bytes],
         versions: dict[str, str],
         healthy: bool,
-    ) -> None:
+    ) -> bool:
+        """False if the sink refused the key set (it is offered again on the next evaluation)."""
         digest = content_hash(data)
         unchanged = (
             digest == state.delivered_hash
             and versions == state.delivered_versions
             and state.reported_generation == spec.generation
             and (state.last_report == "synced" or not healthy)
+            # A refresh request re-delivers, but not the last good values of a failing refresh:
+            # that would flip the status to Synced and back to the failure.
+            and not (state.redeliver and healthy)
         )
         if unchanged:
-            return
+            return True
         removed = state.delivered_keys - data.keys() if state.delivered_hash is not None else frozenset()
         now = self._clock.now()
         result = SyncSuccess(
@@ -400,14 +414,18 @@ class Engine:
         )
         try:
             await self._sink.synced(ref, result)
-        except Exception:
-            log.exception("reporting the sync of %s/%s failed", ref.namespace, ref.name)
-            return
+        except Exception as exc:
+            # Not marked delivered, so the next refresh offers the key set again.
+            _sink_trouble(state, "delivering", ref, exc)
+            return False
         log.info("synced %s/%s: %d keys, %s", ref.namespace, ref.name, len(data), digest)
         state.delivered_hash, state.delivered_versions = digest, dict(versions)
         state.delivered_keys = frozenset(data)
         state.reported_generation = spec.generation
         state.last_report = "synced"
+        state.redeliver = False
+        state.sink_trouble = None
+        return True
 
     async def _fail(self, ref: ObjectRef, state: _Es, error: SyncError, generation: int) -> None:
         key = (error.reason.value, error.message)
@@ -421,18 +439,37 @@ class Engine:
             await self._sink.failed(
                 ref, SyncFailure(error.reason.value, error.message, self.next_refresh_time(ref))
             )
-        except Exception:
-            log.exception("reporting the failure of %s/%s failed", ref.namespace, ref.name)
+        except Exception as exc:
+            _sink_trouble(state, "reporting the failure of", ref, exc)
             return
         log.info("sync of %s/%s failed: %s: %s", ref.namespace, ref.name, error.reason.value, error.message)
         state.last_report, state.last_failure = "failed", key
         state.reported_generation = generation
+        state.sink_trouble = None
 
     async def _store_status(self, key: StoreKey, ready: bool, reason: Reason, message: str) -> None:
         try:
             await self._sink.store_status(key[0], key[1], key[2], ready, reason.value, message)
-        except Exception:
-            log.exception("reporting the status of store %s failed", key[2])
+        except Exception as exc:
+            log.warning("reporting the status of store %s failed (%s)", key[2], _describe(exc))
+
+
+def _describe(exc: Exception) -> str:
+    """The exception's type and reason, never its message: a sink's message may quote a request."""
+    reason = getattr(exc, "reason", None)
+    return type(exc).__name__ + (f" {reason}" if isinstance(reason, str) and reason else "")
+
+
+def _sink_trouble(state: _Es, action: str, ref: ObjectRef, exc: Exception) -> None:
+    """One line per sink failure, at warning level only when it differs from the last one: a
+    target that stays unwritable (owned by someone else, say) would otherwise log every interval.
+    The sink reports the details to the object's status itself."""
+    cause = _describe(exc)
+    level = logging.DEBUG if (action, cause) == state.sink_trouble else logging.WARNING
+    state.sink_trouble = (action, cause)
+    log.log(
+        level, "%s %s/%s failed (%s); retried on the next refresh", action, ref.namespace, ref.name, cause
+    )
 
 
 def _source(item: Item, identity: tuple[str, ...], service: str, region: str) -> Source:

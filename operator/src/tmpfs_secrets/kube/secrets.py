@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.kube.index import Target, Tracked
 from tmpfs_secrets.kube.names import (
     API_VERSION,
@@ -28,15 +29,11 @@ from tmpfs_secrets.kube.names import (
 )
 from tmpfs_secrets.kube.rest import JSON, KubeApiError, Rest, core_path
 
-TARGET_NOT_FOUND = "TargetNotFound"
-TARGET_CONFLICT = "TargetConflict"
-TARGET_WRITE_FAILED = "TargetWriteFailed"
-
 
 class TargetError(Exception):
     """The target Secret can't be written; `reason` and `message` go to the status as they are."""
 
-    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
+    def __init__(self, reason: Reason, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -101,7 +98,7 @@ class SecretWriter:
             self._written[key] = wanted
             return written
         raise TargetError(
-            TARGET_WRITE_FAILED,
+            Reason.TARGET_WRITE_FAILED,
             f"Secret {es.namespace}/{target.name} kept changing while it was written; will retry",
             transient=True,
         )
@@ -122,7 +119,7 @@ class SecretWriter:
         if secret is None:
             if target.creation_policy == "Merge":
                 raise TargetError(
-                    TARGET_NOT_FOUND,
+                    Reason.TARGET_NOT_FOUND,
                     f"Secret {where} does not exist; target.creationPolicy Merge only adds keys to an "
                     "existing Secret: create it first, or use creationPolicy Owner",
                 )
@@ -139,13 +136,13 @@ class SecretWriter:
         )
         if target.creation_policy != "Merge" and not ours:
             raise TargetError(
-                TARGET_CONFLICT,
+                Reason.TARGET_CONFLICT,
                 f"Secret {where} already exists and is not managed by this ExternalSecret; delete it, "
                 "choose another target.name, or set target.creationPolicy: Merge to add keys to it",
             )
         if secret.get("immutable"):
             raise TargetError(
-                TARGET_CONFLICT,
+                Reason.TARGET_CONFLICT,
                 f"Secret {where} is immutable; delete it so it can be recreated, or use another target.name",
             )
         current: dict[str, str] = secret.get("data") or {}
@@ -191,16 +188,16 @@ def _write_failed(es: Tracked, target: Target, error: KubeApiError) -> TargetErr
     where = f"{es.namespace}/{target.name}"
     if error.forbidden:
         return TargetError(
-            TARGET_WRITE_FAILED,
+            Reason.TARGET_WRITE_FAILED,
             f"the operator may not write Secret {where} ({error.message}); grant its ServiceAccount "
             "get, create and patch on secrets in this namespace",
         )
     if error.status == 422:
         return TargetError(
-            TARGET_WRITE_FAILED, f"Secret {where} was rejected by the API server: {error.message}"
+            Reason.TARGET_WRITE_FAILED, f"Secret {where} was rejected by the API server: {error.message}"
         )
     return TargetError(
-        TARGET_WRITE_FAILED,
+        Reason.TARGET_WRITE_FAILED,
         f"could not write Secret {where}: {error.status} {error.reason}; will retry",
         transient=True,
     )

@@ -157,6 +157,11 @@ class Plan:
         st = self._states.get(src)
         return None if st is None or st.due == math.inf else st.due
 
+    def pending(self, src: Source, now: float) -> bool:
+        """A fetch of `src` is running or due now, so a batch result for it is still to come."""
+        st = self._states.get(src)
+        return st is not None and (st.in_flight or st.due <= now)
+
     def failures(self, src: Source) -> int:
         st = self._states.get(src)
         return st.failures if st else 0
