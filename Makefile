@@ -6,6 +6,14 @@ PY := $(VENV)/bin/python
 IMG ?= tmpfs-secrets:dev
 KUBECTL ?= kubectl
 PYTEST_ARGS ?=
+CLUSTER_ARGS ?=
+KEEP ?=
+BENCH_ARGS ?=
+RELEASE ?= tmpfs-secrets
+NAMESPACE ?= tmpfs-secrets
+HELM_ARGS ?=
+# The project's helm (found or built like the cluster binaries) unless HELM names another.
+HELM ?= $$($(PY) -c 'from tests.cluster import binaries; print(binaries.path("helm"))')
 
 .DEFAULT_GOAL := help
 
@@ -28,8 +36,12 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the virtual environment with the project and its test tools.
 
+.PHONY: deps
+deps: venv ## Install the Debian packages the cluster needs (libseccomp-dev, busybox-static, iptables, ...) when missing.
+	$(PY) -m tests.cluster.sysdeps
+
 .PHONY: tools
-tools: venv ## Build (or find) the cluster binaries from Go modules, and print how long it took.
+tools: deps ## Build (or find) the cluster binaries from Go modules, and print how long it took.
 	$(PY) -m tests.cluster.binaries
 
 .PHONY: lint
@@ -46,15 +58,32 @@ fmt: venv ## Format and autofix with ruff.
 
 .PHONY: test
 test: lint tools ## Run every check and test against a real local control plane and emulated AWS.
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m tests.cluster.bubble -- $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## Only the tests that need neither Kubernetes nor AWS.
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: cluster
-cluster: tools ## Start the local cluster in the foreground and print its KUBECONFIG.
-	$(PY) -m tests.cluster
+cluster: tools ## Start the local cluster (with a node) in its network bubble; prints KUBECONFIG and IMAGE. CLUSTER_ARGS=--no-node
+	$(PY) -m tests.cluster $(CLUSTER_ARGS)
+
+.PHONY: e2e-kind
+e2e-kind: tools ## On a machine with Docker: a kind cluster with the local busybox image loaded (docs/e2e-kind.md).
+	kind create cluster --name tmpfs-secrets-e2e --kubeconfig .cache/kind.kubeconfig --wait 120s
+	kind load image-archive --name tmpfs-secrets-e2e \
+	  $$($(PY) -c 'from tests.cluster.images import busybox_images; print(busybox_images().archive)')
+	@echo "export KUBECONFIG=$(CURDIR)/.cache/kind.kubeconfig"
+	@echo "IMAGE=$$($(PY) -c 'from tests.cluster.images import busybox_images; print(busybox_images().workload)')"
+	@echo "remove it with: kind delete cluster --name tmpfs-secrets-e2e"
+
+.PHONY: demo
+demo: tools ## Sync the shop's AWS values into Secrets and rotate one in place, step by step (KEEP=1 keeps it running).
+	$(PY) -m tests.cluster.demo $(if $(KEEP),--keep)
+
+.PHONY: bench
+bench: tools ## Benchmark 1,000 ExternalSecrets over 100 sources: readiness, AWS calls, writes, memory (BENCH_ARGS=--help).
+	$(PY) -m bench.sync_scale $(BENCH_ARGS)
 
 ##@ Deployment
 
@@ -69,6 +98,14 @@ uninstall: ## Remove the CRDs (and with them every ExternalSecret and store).
 .PHONY: run
 run: venv ## Run the operator against the cluster of the current kubeconfig.
 	$(VENV)/bin/tmpfs-secrets run
+
+.PHONY: deploy
+deploy: venv ## Install or upgrade the Helm chart (CRDs included) into the cluster of the current kubeconfig.
+	$(HELM) upgrade --install $(RELEASE) charts/tmpfs-secrets --namespace $(NAMESPACE) --create-namespace $(HELM_ARGS)
+
+.PHONY: undeploy
+undeploy: venv ## Uninstall the Helm release (the CRDs and your objects stay; `make uninstall` removes them).
+	$(HELM) uninstall $(RELEASE) --namespace $(NAMESPACE) --ignore-not-found
 
 .PHONY: docker-build
 docker-build: ## Build the operator image with Docker.

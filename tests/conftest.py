@@ -11,7 +11,9 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests.cluster import bubble
 from tests.cluster.aws import MotoServer, moto_server
+from tests.cluster.cluster import Cluster
 from tests.cluster.control_plane import ControlPlane
 
 
@@ -31,8 +33,27 @@ def aws(moto_session: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer
 
 
 @pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The whole cluster (control plane and a real node) in the bubble, for the whole run."""
+    whole = Cluster().start()
+    try:
+        yield whole
+    finally:
+        kept = whole.stop(keep_logs=request.session.testsfailed > 0)
+        if kept:
+            print(f"\ncluster logs kept in {kept}")
+
+
+@pytest.fixture(scope="session")
 def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
-    """etcd, kube-apiserver and kube-controller-manager on loopback, for the whole run."""
+    """etcd, kube-apiserver and kube-controller-manager, for the whole run.
+
+    Inside the bubble (`make test`) this is the bubble cluster's control plane, so the whole run
+    uses one cluster; elsewhere a loopback-only control plane.
+    """
+    if bubble.inside():
+        yield request.getfixturevalue("cluster").control_plane
+        return
     plane = ControlPlane().start()
     try:
         yield plane

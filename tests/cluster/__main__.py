@@ -1,35 +1,54 @@
-"""`python -m tests.cluster` (`make cluster`): run the local cluster in the foreground for a person to use."""
+"""`python -m tests.cluster` (`make cluster`): run the local cluster in the foreground for a person to use.
+
+Outside the bubble it builds what is missing, then runs itself again inside a new bubble with a
+host loopback port forwarded to the API server inside, and prints `export KUBECONFIG=...` (a
+kubeconfig whose server is that host port) and `IMAGE=<name>` (the local busybox image).
+`--no-node` starts the control plane only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
 import sys
 import time
 from collections.abc import Sequence
 
-from tests.cluster import binaries
-from tests.cluster.control_plane import ControlPlane
+import yaml
+
+from tests.cluster import binaries, bubble, forward
+from tests.cluster.cluster import Cluster
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="make cluster",
-        description="Start a local Kubernetes control plane on loopback and keep it running until Ctrl-C.",
-    )
-    parser.parse_args(argv)
-    print("ensuring binaries (the first run builds them from Go modules; this takes a while) ...", flush=True)
-    binaries.ensure(binaries.CONTROL_PLANE)
+def _host_kubeconfig(cluster: Cluster, port: int) -> str:
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    path = cluster.control_plane.workdir / "host.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return str(path)
+
+
+def _run_inside(no_node: bool) -> int:
     started = time.monotonic()
-    plane = ControlPlane()
+    cluster = Cluster(with_node=not no_node)
     # Ctrl-C and SIGTERM both end in the finally below, which stops every component.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        plane.start()
-        print(f"control plane ready in {time.monotonic() - started:.1f}s: {plane.api_url}")
-        print(f"logs: {plane.logs}")
+        cluster.start()
+        plane = cluster.control_plane
+        kubeconfig = str(plane.kubeconfig)
+        fd = os.environ.get(bubble.FORWARD_FD_ENV)
+        if fd is not None:
+            forward.serve(int(fd), ("127.0.0.1", plane.api_port))
+            kubeconfig = _host_kubeconfig(cluster, int(os.environ[bubble.FORWARD_PORT_ENV]))
+        print(f"cluster ready in {time.monotonic() - started:.1f}s; logs: {plane.logs}")
         print("use it from another shell with:")
-        print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
+        print(f"export KUBECONFIG={kubeconfig}")
+        if cluster.node is not None:
+            print(f"IMAGE={cluster.image}")
         print("press Ctrl-C to stop", flush=True)
         while True:
             for proc in plane.processes:
@@ -38,8 +57,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nstopping ...")
     finally:
-        plane.stop()
+        cluster.stop()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make cluster",
+        description="Start the local cluster in a network bubble and keep it running until Ctrl-C.",
+    )
+    parser.add_argument("--no-node", action="store_true", help="start the control plane only")
+    parser.add_argument("--port", type=int, default=0, help="host loopback port for the API server (0: any)")
+    args = parser.parse_args(argv)
+    if bubble.inside():
+        return _run_inside(args.no_node)
+    print("ensuring binaries (the first run builds them from Go modules; this takes a while) ...", flush=True)
+    binaries.ensure(binaries.CONTROL_PLANE if args.no_node else binaries.ALL)
+    python = shutil.which(sys.executable) or sys.executable
+    command = [python, "-m", "tests.cluster", *(["--no-node"] if args.no_node else [])]
+    return bubble.run(command, forward=args.port)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 moto runs as `ThreadedMotoServer` on 127.0.0.1 with its request recorder on, so callers can count
 AWS calls by operation. A small WSGI layer in front of moto can make chosen operations fail (for
-example with `ThrottlingException`) to exercise the operator's error paths over real HTTP.
+example with `ThrottlingException`) to exercise the operator's error paths over real HTTP. The same
+layer notes the time of every AWS request, so benchmarks can see how calls spread over time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,18 +67,24 @@ class _FaultLayer:
     app: WSGIApp
     faults: dict[str, Fault] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (time.monotonic(), operation) of every AWS request, in arrival order.
+    timeline: list[tuple[float, str]] = field(default_factory=list)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not self.faults:
+        if str(environ.get("PATH_INFO", "")).startswith("/moto-api"):
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        fault = self._take(operation_of(headers, body))
+        operation = operation_of(headers, body)
+        with self.lock:
+            self.timeline.append((time.monotonic(), operation))
+        fault = self._take(operation) if self.faults else None
         if fault is None:
-            import io
+            if length:
+                import io
 
-            environ["wsgi.input"] = io.BytesIO(body)
+                environ["wsgi.input"] = io.BytesIO(body)
             return self.app(environ, start_response)
         payload = json.dumps({"__type": fault.code, "message": fault.message}).encode()
         start_response(
@@ -149,6 +157,18 @@ class MotoServer:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service` on this server, whatever this process's own environment says."""
+        import boto3
+
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=FAKE_ACCESS_KEY,
+            aws_secret_access_key=FAKE_SECRET_KEY,
+        )
+
     def reset(self) -> None:
         """Forget every resource and recorded call, so a test starts from an empty AWS."""
         import requests
@@ -161,6 +181,15 @@ class MotoServer:
 
     def reset_calls(self) -> None:
         recorder.reset_recording()
+        if self.layer is not None:
+            with self.layer.lock:
+                self.layer.timeline.clear()
+
+    def timed_calls(self, since: float = 0.0) -> list[tuple[float, str]]:
+        """(time.monotonic(), operation) of every AWS request since `since`, oldest first."""
+        assert self.layer is not None, "the server is not started"
+        with self.layer.lock:
+            return [entry for entry in self.layer.timeline if entry[0] >= since]
 
     def calls(self) -> list[str]:
         """Every recorded call's operation name, in order."""

@@ -112,6 +112,12 @@ GROUPS: tuple[Group, ...] = (
             "portmap": "github.com/containernetworking/plugins/plugins/meta/portmap",
         },
     ),
+    # The node tests' admission webhook (standard library only); bump the version when it changes.
+    Group(
+        module="echo-webhook",
+        version="v1",
+        commands={"echo-webhook": "tmpfs-secrets.local/echo-webhook"},
+    ),
 )
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
@@ -127,6 +133,7 @@ NODE = (
     "host-local",
     "loopback",
     "portmap",
+    "echo-webhook",
 )
 ALL = (*CONTROL_PLANE, "helm", *NODE)
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.cluster.aws import MotoServer
 from tests.cluster.control_plane import ControlPlane
-from tests.cluster.processes import Process
+from tests.cluster.operator import Operator, operator_env
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -76,70 +74,6 @@ def crds(control_plane: ControlPlane) -> Path:
 
 
 # --- the operator process ---------------------------------------------------------------------------
-
-
-@dataclass
-class Operator:
-    """`tmpfs-secrets run` as a child process; restartable, its whole log kept in one file."""
-
-    env: dict[str, str]
-    log: Path
-    args: list[str] = field(default_factory=list)
-    process: Process | None = None
-    starts: int = 0
-
-    def start(self) -> Operator:
-        assert self.process is None or not self.process.alive(), "the operator is already running"
-        begin = self._log_size()
-        argv = [sys.executable, "-m", "tmpfs_secrets", "run", "--log-format", "json", *self.args]
-        self.process = Process("operator", argv, self.log, env=self.env, cwd=REPO).start()
-        self.starts += 1
-        wait_until(
-            "the operator to start",
-            lambda: self._check() or "operator started" in self._log_text(begin),
-            timeout=60,
-        )
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=20)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_text(self) -> str:
-        return self._log_text(0)
-
-    def lines_since(self, offset: int) -> str:
-        return self._log_text(offset)
-
-    def offset(self) -> int:
-        return self._log_size()
-
-    def _check(self) -> bool:
-        assert self.process is not None
-        self.process.check_alive()
-        return False
-
-    def _log_size(self) -> int:
-        return self.log.stat().st_size if self.log.exists() else 0
-
-    def _log_text(self, offset: int) -> str:
-        if not self.log.exists():
-            return ""
-        with self.log.open("rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-
-
-def operator_env(control_plane: ControlPlane, aws: MotoServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBECONFIG"))}
-    env.update(aws.env())
-    env.update(control_plane.env())
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @pytest.fixture

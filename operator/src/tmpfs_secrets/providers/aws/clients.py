@@ -53,6 +53,7 @@ class AwsRuntime:
         self._clients: dict[tuple[Any, ...], tuple[Credentials | None, Any]] = {}
         self._creds: dict[tuple[str, ...], Credentials | None] = {}
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._client_locks: dict[tuple[Any, ...], asyncio.Lock] = {}
         self._margin = refresh_margin
         self._clock = clock
 
@@ -88,12 +89,15 @@ class AwsRuntime:
     async def client(self, auth: Auth, service: str, region: str) -> Any:
         creds = await self.credentials(auth)
         key = (auth.identity, service, region)
-        cached = self._clients.get(key)
-        if cached is not None and cached[0] is creds:
-            return cached[1]
-        client = await self.call(self._make_client, SERVICE_NAMES[service], region, creds)
-        self._clients[key] = (creds, client)
-        return client
+        # One creation per key at a time: concurrent first calls would each build a session and
+        # parse the service model (tens of MiB at once for SSM) only to throw all but one away.
+        async with self._client_locks.setdefault(key, asyncio.Lock()):
+            cached = self._clients.get(key)
+            if cached is not None and cached[0] is creds:
+                return cached[1]
+            client = await self.call(self._make_client, SERVICE_NAMES[service], region, creds)
+            self._clients[key] = (creds, client)
+            return client
 
     async def unsigned_sts(self) -> Any:
         """AssumeRoleWithWebIdentity is authenticated by its token, not by a signature."""

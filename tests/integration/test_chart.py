@@ -1,0 +1,259 @@
+"""The Helm chart: it lints and renders, its CRDs are the project's, and its RBAC is enough.
+
+"Enough" is shown, not reasoned about: the rendered ServiceAccount, ClusterRole and binding go
+onto the real control plane, and the operator runs with a kubeconfig holding a token of that
+ServiceAccount (TokenRequest), watching every namespace as the chart's Deployment does. It must
+then sync through a SecretStore, a ClusterSecretStore and a per-tenant ServiceAccount identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from tests.cluster import binaries
+from tests.cluster.aws import MotoServer
+from tests.cluster.control_plane import ControlPlane
+from tests.cluster.operator import Operator, operator_env
+from tests.integration.conftest import CRDS, EXAMPLES, Kube, Shop
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "tmpfs-secrets"
+ROLE_ARN = "arn:aws:iam::111122223333:role/tmpfs-secrets"
+# moto keeps resources per account: a tenant role of the account the values were seeded in.
+TENANT_ROLE_ARN = "arn:aws:iam::123456789012:role/shop-tenant"
+
+
+def helm(*args: str) -> str:
+    result = subprocess.run(
+        [str(binaries.path("helm")), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"helm {' '.join(args)} failed: {result.stderr}"
+    return result.stdout
+
+
+def render(release: str, namespace: str, *sets: str) -> list[dict[str, Any]]:
+    # The cluster's version: helm built from source assumes an old default when offline.
+    args = ["template", release, str(CHART), "--namespace", namespace, "--kube-version", binaries.K8S_VERSION]
+    for value in sets:
+        args += ["--set", value]
+    return [doc for doc in yaml.safe_load_all(helm(*args)) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {doc["kind"]: doc for doc in docs}
+
+
+def test_chart_lints() -> None:
+    out = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in out
+
+
+def test_chart_crds_are_the_projects_crds() -> None:
+    ours = {p.name: p.read_bytes() for p in sorted(CRDS.glob("*.yaml"))}
+    charted = {p.name: p.read_bytes() for p in sorted((CHART / "crds").glob("*.yaml"))}
+    assert ours, "no CRDs found in crds/"
+    assert charted == ours, "charts/tmpfs-secrets/crds/ must be a copy of crds/ (cp crds/*.yaml charts/...)"
+
+
+def test_chart_renders_a_restricted_operator() -> None:
+    docs = render(
+        "ops", "tmpfs-secrets", f"serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}"
+    )
+    kinds = by_kind(docs)
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    # No Service, no webhook configuration: nothing the API server would ever dial.
+    assert not {"Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} & set(kinds)
+
+    account = kinds["ServiceAccount"]
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE_ARN}
+    assert account["metadata"]["name"] == "ops-tmpfs-secrets"
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "tmpfs-secrets"
+        assert labels["app.kubernetes.io/instance"] == "ops"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+    deployment = kinds["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ops-tmpfs-secrets"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["args"][0] == "run"
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    security = container["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {v["name"]: v for v in pod["volumes"]}["tmp"]["emptyDir"]["medium"] == "Memory"
+
+    scoped = by_kind(render("ops", "tmpfs-secrets", "operator.watchNamespaces={shop,billing}"))
+    args = scoped["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=shop", "--namespace=billing"]
+
+
+def test_chart_passes_server_side_validation(control_plane: ControlPlane, namespace: str) -> None:
+    manifest = yaml.safe_dump_all(render("dry", namespace))
+    out = control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest
+    ).stdout
+    assert "deployment.apps/dry-tmpfs-secrets created (server dry run)" in out
+
+
+# --- the chart's RBAC, used for real ----------------------------------------------------------------
+
+
+def token_kubeconfig(control_plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
+    token = control_plane.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": control_plane.api_url,
+                    "certificate-authority-data": base64.b64encode(control_plane.ca.cert).decode(),
+                },
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": account}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def chart_rbac(control_plane: ControlPlane, crds: Path, namespace: str) -> Iterator[str]:
+    """The chart's ServiceAccount, ClusterRole and binding applied; yields the ServiceAccount's name."""
+    release = f"r{uuid.uuid4().hex[:8]}"
+    docs = [d for d in render(release, namespace) if d["kind"] != "Deployment"]
+    text = yaml.safe_dump_all(docs)
+    control_plane.kubectl("apply", "-f", "-", input=text)
+    try:
+        yield by_kind(docs)["ServiceAccount"]["metadata"]["name"]
+    finally:
+        control_plane.kubectl("delete", "--ignore-not-found", "-f", "-", input=text)
+
+
+def test_chart_rbac_is_least_privilege(control_plane: ControlPlane, chart_rbac: str, namespace: str) -> None:
+    who = f"system:serviceaccount:{namespace}:{chart_rbac}"
+
+    def can(verb: str, resource: str) -> bool:
+        kind, _, sub = resource.partition("/")
+        args = ["auth", "can-i", verb, kind, "-A", f"--as={who}"] + ([f"--subresource={sub}"] if sub else [])
+        return control_plane.kubectl(*args, check=False).stdout.strip() == "yes"
+
+    for verb, resource in [
+        ("patch", "externalsecrets.tmpfs-secrets.io"),
+        ("patch", "externalsecrets.tmpfs-secrets.io/status"),
+        ("watch", "clustersecretstores.tmpfs-secrets.io"),
+        ("create", "secrets"),
+        ("create", "serviceaccounts/token"),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]:
+        assert can(verb, resource), f"the chart's role cannot {verb} {resource}"
+    for verb, resource in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("delete", "secrets"),
+        ("update", "secrets"),
+        ("delete", "externalsecrets.tmpfs-secrets.io"),
+        ("update", "externalsecrets.tmpfs-secrets.io/status"),
+        ("get", "serviceaccounts/token"),
+        ("create", "externalsecrets.tmpfs-secrets.io"),
+        ("patch", "namespaces"),
+        ("list", "pods"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]:
+        assert not can(verb, resource), f"the chart's role may {verb} {resource}, which it does not need"
+
+
+def test_operator_syncs_as_the_charts_service_account(
+    control_plane: ControlPlane,
+    aws: MotoServer,
+    chart_rbac: str,
+    namespace: str,
+    shop: Shop,
+    kube: Kube,
+    apply_yaml: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    kubeconfig = token_kubeconfig(control_plane, namespace, chart_rbac, tmp_path / "sa.kubeconfig")
+    env = operator_env(control_plane, aws)
+    env["KUBECONFIG"] = str(kubeconfig)
+    # Every namespace, as the chart's Deployment runs by default.
+    operator = Operator(env=env, log=tmp_path / "operator.log").start()
+    cluster_store = f"chart-{uuid.uuid4().hex[:8]}"
+    try:
+        apply_yaml(EXAMPLES / "secretstore-secretsmanager.yaml", namespace=namespace)
+        apply_yaml(EXAMPLES / "externalsecret-shop-db.yaml", namespace=namespace)
+
+        apply_yaml(
+            "apiVersion: tmpfs-secrets.io/v1alpha1\nkind: ClusterSecretStore\n"
+            f"metadata: {{name: {cluster_store}}}\n"
+            "spec:\n  provider: {aws: {service: ParameterStore, region: us-east-1}}\n"
+            f"  conditions: [{{namespaces: [{namespace}]}}]\n"
+        )
+        kube.core.create_namespaced_service_account(
+            namespace,
+            k8s.V1ServiceAccount(
+                metadata=k8s.V1ObjectMeta(
+                    name="tenant", annotations={"eks.amazonaws.com/role-arn": TENANT_ROLE_ARN}
+                )
+            ),
+        )
+        apply_yaml(
+            "apiVersion: tmpfs-secrets.io/v1alpha1\nkind: SecretStore\nmetadata: {name: tenant}\n"
+            "spec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n"
+            "      auth: {serviceAccountRef: {name: tenant}}\n",
+            namespace=namespace,
+        )
+        for name, store, kind, key in [
+            ("config", cluster_store, "ClusterSecretStore", "/shop/prod/RDS_HOST"),
+            ("tenant", "tenant", "SecretStore", "prod/shop/supabase"),
+        ]:
+            apply_yaml(
+                "apiVersion: tmpfs-secrets.io/v1alpha1\nkind: ExternalSecret\n"
+                f"metadata: {{name: {name}}}\nspec:\n  secretStoreRef: {{name: {store}, kind: {kind}}}\n"
+                f"  data: [{{secretKey: VALUE, remoteRef: {{key: {key}}}}}]\n",
+                namespace=namespace,
+            )
+
+        for name in ("shop-db", "config", "tenant"):
+            cond = kube.wait_ready(name, namespace)
+            assert cond["reason"] == "Synced"
+        assert kube.secret_data("shop-db", namespace) == {
+            "RDS_PASSWORD": shop.values["RDS_PASSWORD"],
+            "SUPABASE_SERVICE_ROLE_KEY": shop.values["SUPABASE_SERVICE_ROLE_KEY"],
+        }
+        assert kube.secret_data("config", namespace) == {"VALUE": shop.values["RDS_HOST"]}
+        assert json.loads(kube.secret_data("tenant", namespace)["VALUE"]) == {  # type: ignore[index]
+            "service_role_key": shop.values["SUPABASE_SERVICE_ROLE_KEY"]
+        }
+        assert aws.call_counts()["AssumeRoleWithWebIdentity"] >= 1
+        assert kube.ready("ClusterSecretStore", cluster_store)["reason"] == "Valid"  # type: ignore[index]
+        assert "Synced" in kube.event_reasons(namespace, "shop-db")  # events create
+
+        # RBAC refused nothing along the way: a denial names the user it refused. (Other refusals can
+        # happen: namespaces of earlier tests that are being deleted refuse new Events.)
+        assert operator.alive()
+        log = operator.log_text()
+        assert f"system:serviceaccount:{namespace}:{chart_rbac}" not in log, log[-3000:]
+    finally:
+        operator.stop()
+        control_plane.kubectl("delete", "--ignore-not-found", "clustersecretstore", cluster_store)

@@ -1,0 +1,117 @@
+"""Fixtures for the tests on pods that run: the bubble cluster and small helpers over kubectl.
+
+Every test here is marked `node`; they need the whole cluster, so they run inside the bubble
+(`make test`, or `python -m tests.cluster.bubble -- python -m pytest tests/node`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.cluster import Cluster
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.node)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
+    """Poll `check` until it returns something truthy; the timeout only bounds a failure."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+
+
+@dataclass
+class Pods:
+    """kubectl helpers for one namespace of the bubble cluster."""
+
+    cluster: Cluster
+    namespace: str
+
+    @property
+    def image(self) -> str:
+        return self.cluster.image
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl("-n", self.namespace, *args, input=input, check=check)
+
+    def apply(self, manifest: str) -> None:
+        self.kubectl("apply", "-f", "-", input=manifest)
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", kind, name, "-o", "json").stdout))
+
+    def wait_running(self, name: str, timeout: float = 120.0) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            pod = self.get("pod", name)
+            conditions = pod.get("status", {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                return pod
+            return None
+
+        try:
+            return dict(wait_until(f"pod {self.namespace}/{name} Running and Ready", ready, timeout))
+        except AssertionError:
+            described = self.kubectl("describe", "pod", name, check=False).stdout
+            raise AssertionError(f"pod {name} did not become Ready:\n{described[-3000:]}") from None
+
+    def exec(self, pod: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("exec", pod, "--", *command, check=check)
+
+    def logs(self, pod: str) -> str:
+        return self.kubectl("logs", pod).stdout
+
+    def restart_count(self, pod: str) -> int:
+        statuses = self.get("pod", pod)["status"].get("containerStatuses") or []
+        return sum(int(s["restartCount"]) for s in statuses)
+
+    def mount_type(self, pod: str, path: str) -> str | None:
+        """The filesystem type of `path` as the container sees it in its own /proc/mounts."""
+        mounts = self.exec(pod, "cat", "/proc/mounts").stdout
+        for line in mounts.splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[1] == path:
+                return fields[2]
+        return None
+
+
+@pytest.fixture
+def pods(cluster: Cluster, namespace: str) -> Pods:
+    return Pods(cluster, namespace)
+
+
+def pod_manifest(name: str, image: str, command: str, extra_spec: str = "", container_extra: str = "") -> str:
+    """A busybox pod running `command` with `sh -c`; the extras are YAML indented for their place."""
+    return f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: Never
+    command: [sh, -c, {json.dumps(command)}]
+{container_extra}{extra_spec}"""

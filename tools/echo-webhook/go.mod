@@ -1,0 +1,3 @@
+module tmpfs-secrets.local/echo-webhook
+
+go 1.26.0
