@@ -1,4 +1,5 @@
-"""Shared fixtures: emulated AWS (moto over HTTP), the real local control plane, a namespace per test."""
+"""Shared fixtures: emulated AWS (moto over HTTP), the real local control plane, a namespace per test,
+the project's CRDs and the operator as a process (the sync tests and the pod tests both use them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from tests.cluster import bubble
 from tests.cluster.aws import MotoServer, moto_server
 from tests.cluster.cluster import Cluster
 from tests.cluster.control_plane import ControlPlane
+from tests.cluster.operator import Operator, operator_env
+
+CRDS = Path(__file__).resolve().parents[1] / "crds"
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +117,48 @@ def apply_yaml(control_plane: ControlPlane) -> Callable[..., str]:
         return control_plane.kubectl(*args, input=text).stdout
 
     return apply
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane) -> Path:
+    """The project's CRDs, applied once and Established."""
+    control_plane.kubectl("apply", "-f", str(CRDS))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+    return CRDS
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane,
+    aws: MotoServer,
+    crds: Path,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Operator]:
+    """The operator, pointed at this test's moto and the control plane.
+
+    It watches only this test's namespaces (`namespace`, and `other_namespace` when the test uses
+    it): objects of earlier tests whose namespaces are still terminating must not add AWS calls
+    or events to this test's observations.
+    """
+    args = list(getattr(request, "param", []))
+    args += ["--namespace", namespace]
+    if "other_namespace" in request.fixturenames:
+        args += ["--namespace", request.getfixturevalue("other_namespace")]
+    op = Operator(env=operator_env(control_plane, aws), log=tmp_path / "operator.log", args=args)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print(f"\n--- operator log ({op.log}):\n" + "\n".join(op.log_text().splitlines()[-60:]))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test item, so fixtures can print logs for failed tests."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)

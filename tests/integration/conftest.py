@@ -1,4 +1,4 @@
-"""Fixtures for the sync tests: the CRDs installed, and the operator running as a real process.
+"""Fixtures for the sync tests, over the shared `crds` and `operator` fixtures of tests/conftest.py.
 
 The operator runs as `python -m tmpfs_secrets run` against the local control plane and moto,
 with its log in a file, exactly as a user would run it. `Emitted` gathers everything it put
@@ -24,7 +24,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.cluster.aws import MotoServer
 from tests.cluster.control_plane import ControlPlane
-from tests.cluster.operator import Operator, operator_env
+from tests.cluster.operator import Operator
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -59,58 +59,6 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, inter
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-
-
-# --- CRDs -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def crds(control_plane: ControlPlane) -> Path:
-    """The project's CRDs, applied once and Established."""
-    control_plane.kubectl("apply", "-f", str(CRDS))
-    for plural in PLURALS.values():
-        control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{plural}.{GROUP}")
-    return CRDS
-
-
-# --- the operator process ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def operator(
-    control_plane: ControlPlane,
-    aws: MotoServer,
-    crds: Path,
-    namespace: str,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> Iterator[Operator]:
-    """The operator, pointed at this test's moto and the control plane.
-
-    It watches only this test's namespaces (`namespace`, and `other_namespace` when the test uses
-    it): objects of earlier tests whose namespaces are still terminating must not add AWS calls
-    or events to this test's observations.
-    """
-    args = list(getattr(request, "param", []))
-    args += ["--namespace", namespace]
-    if "other_namespace" in request.fixturenames:
-        args += ["--namespace", request.getfixturevalue("other_namespace")]
-    op = Operator(env=operator_env(control_plane, aws), log=tmp_path / "operator.log", args=args)
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
-        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-            print(f"\n--- operator log ({op.log}):\n" + "\n".join(op.log_text().splitlines()[-60:]))
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Keep each phase's report on the test item, so fixtures can print logs for failed tests."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"rep_{report.when}", report)
 
 
 # --- Kubernetes helpers -----------------------------------------------------------------------------
