@@ -85,6 +85,10 @@ demo: tools ## Sync the shop's AWS values into Secrets and rotate one in place, 
 bench: tools ## Benchmark 1,000 ExternalSecrets over 100 sources: readiness, AWS calls, writes, memory (BENCH_ARGS=--help).
 	$(PY) -m bench.sync_scale $(BENCH_ARGS)
 
+.PHONY: bench-rotation
+bench-rotation: tools ## Rotate a two-key secret in AWS K times under a pod reading its files: delay p50/max, torn reads, restarts (BENCH_ARGS=--help).
+	$(PY) -m tests.cluster.bubble -- $(PY) -m bench.rotation $(BENCH_ARGS)
+
 ##@ Deployment
 
 .PHONY: install
