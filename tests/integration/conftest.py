@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from kubernetes.client.rest import ApiException
 from tests.cluster.aws import MotoServer
 from tests.cluster.control_plane import ControlPlane
 from tests.cluster.operator import Operator
+from tests.cluster.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -47,18 +47,6 @@ AWS_READS = (
     "AssumeRole",
     "AssumeRoleWithWebIdentity",
 )
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
-    """Poll `check` until it returns something truthy; the timeout is a failure bound only."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
 
 
 # --- Kubernetes helpers -----------------------------------------------------------------------------

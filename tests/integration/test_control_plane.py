@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,17 +11,8 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from tests.cluster.control_plane import ControlPlane
+from tests.cluster.polling import wait_until
 from tests.integration.webhook_server import JsonPatchWebhook
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_version_is_the_pinned_release(control_plane: ControlPlane) -> None:
