@@ -7,6 +7,7 @@ IMG ?= tmpfs-secrets:dev
 KUBECTL ?= kubectl
 PYTEST_ARGS ?=
 CLUSTER_ARGS ?=
+DEMO_ARGS ?=
 KEEP ?=
 BENCH_ARGS ?=
 RELEASE ?= tmpfs-secrets
@@ -78,8 +79,8 @@ e2e-kind: tools ## On a machine with Docker: a kind cluster with the local busyb
 	@echo "remove it with: kind delete cluster --name tmpfs-secrets-e2e"
 
 .PHONY: demo
-demo: tools ## Sync the shop's AWS values into Secrets and rotate one in place, step by step (KEEP=1 keeps it running).
-	$(PY) -m tests.cluster.demo $(if $(KEEP),--keep)
+demo: tools ## In the bubble: sync the shop's AWS values, rotate one, watch a running pod see it (KEEP=1, DEMO_ARGS=--no-node).
+	$(PY) -m tests.cluster.demo $(if $(KEEP),--keep) $(DEMO_ARGS)
 
 .PHONY: bench
 bench: tools ## Benchmark 1,000 ExternalSecrets over 100 sources: readiness, AWS calls, writes, memory (BENCH_ARGS=--help).

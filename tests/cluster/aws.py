@@ -8,10 +8,12 @@ layer notes the time of every AWS request, so benchmarks can see how calls sprea
 
 from __future__ import annotations
 
+import atexit
 import base64
 import collections
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -25,6 +27,8 @@ from urllib.parse import parse_qs
 # The recorder reads its settings when moto is imported; set them first.
 _RECORDING = Path(tempfile.mkdtemp(prefix="tmpfs-secrets-moto-")) / "recording.jsonl"
 os.environ.setdefault("MOTO_RECORDER_FILEPATH", str(_RECORDING))
+# The recording holds request bodies (seeded values among them): it never outlives the process.
+atexit.register(shutil.rmtree, _RECORDING.parent, True)
 
 from moto.moto_api import recorder  # noqa: E402
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402

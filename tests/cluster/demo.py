@@ -1,21 +1,26 @@
-"""`make demo`: the whole story on one terminal, from nothing to a rotation delivered in place.
+"""`make demo`: the whole story on one terminal, from nothing to a rotation a running pod sees in place.
 
-It starts a local control plane and moto as the embedded AWS, seeds the shop's values (the
-original problem's `RDS_PASSWORD`, `SUPABASE_SERVICE_ROLE_KEY` and connection settings), installs
-the CRDs, runs the operator as `tmpfs-secrets run`, applies `examples/`, shows the Secrets, rotates
-the password in AWS and shows the same Secret change in place, then stops all it started. The
-values are fake, so the demo prints them decoded; the operator itself never logs a value, and the
-last step checks that.
+It starts the local cluster in its network bubble (control plane and a real node) and moto as the
+embedded AWS, seeds the shop's values (the original problem's `RDS_PASSWORD`,
+`SUPABASE_SERVICE_ROLE_KEY` and connection settings), installs the CRDs, runs the operator as
+`tmpfs-secrets run`, applies `examples/`, shows the Secrets, starts a busybox pod that mounts
+`shop-db` as an ordinary Secret volume and prints the password whenever its file changes, rotates
+the password in AWS, and shows the same Secret change in place and the same container print the
+new value. Then it stops all it started. The values are fake, so the demo prints them; the
+operator itself never logs a value, and the last step checks that.
 
-`start_cluster()` is the one place that decides which cluster the demo runs on, so a cluster with
-a real node can take its place without touching the steps.
+Started outside a bubble it runs itself again inside one (`python -m tests.cluster.bubble`), which
+also checks that nothing was left behind. `--no-node` runs the control-plane-only demo (no pod);
+`--keep` keeps everything running until Ctrl-C, with the API server forwarded to a host port.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -23,14 +28,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from tests.cluster import binaries
+import yaml
+
+from tests.cluster import binaries, bubble, forward
 from tests.cluster.aws import REGION, MotoServer
-from tests.cluster.control_plane import ControlPlane
+from tests.cluster.cluster import NODE_NAME, Cluster
 from tests.cluster.operator import Operator, operator_env
+from tmpfs_secrets.api.duration import parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -46,11 +56,28 @@ CRD_NAMES = tuple(
 # Values too plain to search for: "shop" is also the namespace's name, so it is everywhere.
 PLAIN = ("RDS_PORT", "RDS_USER", "RDS_DB")
 PARAMETERS = ("RDS_HOST", "RDS_PORT", "RDS_USER", "RDS_DB", "COGNITO_CLIENT_ID", "COGNITO_USER_POOL_ID")
-STEPS = 8
+STEPS = 8  # without a node
+POD_STEPS = 10  # with the pod: its start, and its view of the rotation
+POD = "shop-app"
+MOUNT = "/var/run/secrets/tmpfs-secrets.io/shop-db"
+SYNC_FREQUENCY = "10s"
+# The pod's program: its mount as its own /proc/mounts shows it, then the password whenever the
+# file changes (checked once a second), as an application re-reading its file at runtime would.
+POD_SCRIPT = f"""dir={MOUNT}
+while read -r dev mnt type opts rest; do
+  if [ "$mnt" = "$dir" ]; then echo "mount $mnt type $type (${{opts%%,*}})"; fi
+done < /proc/mounts
+last=
+while true; do
+  now=$(cat "$dir/RDS_PASSWORD")
+  if [ "$now" != "$last" ]; then echo "RDS_PASSWORD=$now"; last=$now; fi
+  sleep 1
+done
+"""
 
 
-class Cluster(Protocol):
-    """What the demo needs of a cluster: the local control plane has it, and so will a bubble."""
+class KubeApi(Protocol):
+    """What the demo's steps need of a cluster: its control plane has it."""
 
     kubeconfig: Path
 
@@ -59,9 +86,9 @@ class Cluster(Protocol):
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> Any: ...
 
 
-def start_cluster() -> ControlPlane:
-    """A started cluster for the demo: today the loopback control plane."""
-    return ControlPlane().start()
+def start_cluster(with_node: bool, sync_frequency: str) -> Cluster:
+    """A started cluster for the demo: the bubble's control plane, with a real node unless told not to."""
+    return Cluster(with_node=with_node, sync_frequency=sync_frequency).start()
 
 
 def with_interval(path: Path, interval: str) -> str:
@@ -88,11 +115,72 @@ def shop_values() -> dict[str, str]:
     }
 
 
+def pod_manifest(image: str) -> dict[str, Any]:
+    """The shop's app: `shop-db` as a read-only Secret volume (no subPath, which would freeze the
+    file), under the restricted Pod Security profile."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": POD, "labels": {"app": POD}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65534,
+                "runAsGroup": 65534,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", POD_SCRIPT],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "shop-db", "mountPath": MOUNT, "readOnly": True}],
+                }
+            ],
+            "volumes": [{"name": "shop-db", "secret": {"secretName": "shop-db"}}],
+        },
+    }
+
+
 @dataclass
 class SecretView:
     uid: str
     resource_version: str
     data: dict[str, str]
+
+
+@dataclass
+class LogLine:
+    """One line the pod printed, with the time its container runtime stamped on it."""
+
+    at: datetime
+    text: str
+
+    @classmethod
+    def parse(cls, line: str) -> LogLine:
+        stamp, _, text = line.partition(" ")
+        return cls(datetime.fromisoformat(stamp), text)
+
+
+@dataclass
+class PodView:
+    """What the pod showed: its mount, the values it printed, and that it was never restarted."""
+
+    name: str
+    mount: str
+    before: LogLine
+    after: LogLine
+    container_before: str
+    container_after: str
+    restart_count: int
+    seconds_to_file: float
 
 
 @dataclass
@@ -106,6 +194,7 @@ class Outcome:
     rotated_event: str
     rotation_seconds: float
     leaked: list[str]
+    pod: PodView | None = None
 
 
 @dataclass
@@ -132,11 +221,30 @@ class Steps:
         self.out.flush()
 
 
+class Indented(io.TextIOBase):
+    """Lines written to it go to `steps` indented, so the cluster's progress reads as part of step 1."""
+
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.steps.say(line)
+        return len(text)
+
+
 @dataclass
 class Demo:
-    """Steps 2 to 8 on a started cluster and a started moto; step 1 is starting the cluster."""
+    """Steps 2 onwards on a started cluster and a started moto; step 1 is starting the cluster.
 
-    cluster: Cluster
+    With an `image` (the node's busybox) the demo also runs the shop's pod and follows the
+    rotation into its file; without one it stops at the Secret.
+    """
+
+    cluster: KubeApi
     aws: MotoServer
     workdir: Path
     namespace: str = "shop"
@@ -144,19 +252,29 @@ class Demo:
     out: TextIO = sys.stdout
     steps: Steps | None = None
     operator: Operator | None = None
+    image: str | None = None
+    sync_frequency: str = SYNC_FREQUENCY
+    rotated_at: float = 0.0  # wall clock, comparable with the runtime's log timestamps
+    secret_seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return POD_STEPS if self.image else STEPS
 
     def run(self) -> Outcome:
-        steps = self.steps or Steps(self.out)
+        steps = self.steps or Steps(self.out, total=self.total)
         self.steps = steps
         values = self.seed(steps)
         self.install_crds(steps)
         self.start_operator(steps)
         self.apply_examples(steps)
         before = self.show_secrets(steps)
+        started = self.start_pod(steps, values["RDS_PASSWORD"]) if self.image else None
         rotated, after, event, seconds = self.rotate(steps, before)
+        pod = self.follow_pod(steps, rotated, *started) if started else None
         searchable = {k: v for k, v in values.items() if k not in PLAIN}
         leaked = self.check_log(steps, {**searchable, "RDS_PASSWORD (rotated)": rotated})
-        return Outcome(values, rotated, before, after, event, seconds, leaked)
+        return Outcome(values, rotated, before, after, event, seconds, leaked, pod)
 
     def stop(self) -> None:
         if self.operator is not None:
@@ -236,13 +354,51 @@ class Demo:
         steps.done()
         return views["shop-db"]
 
+    def start_pod(self, steps: Steps, password: str) -> tuple[str, LogLine]:
+        """Start the shop's pod and wait until it printed the current password; its container's id."""
+        assert self.image is not None
+        steps.begin(f"Starting pod/{POD}: secret shop-db mounted at {MOUNT}")
+        self.cluster.kubectl(
+            "label",
+            "--overwrite",
+            "namespace",
+            self.namespace,
+            "pod-security.kubernetes.io/enforce=restricted",
+        )
+        steps.say(f"namespace {self.namespace} enforces the restricted Pod Security profile")
+        steps.say(f"image {self.image} (busybox), readOnly volume, no subPath; runAsNonRoot (uid 65534),")
+        steps.say("capabilities drop ALL, read-only root filesystem, seccomp RuntimeDefault")
+        steps.say("it prints its mount from /proc/mounts, then RDS_PASSWORD whenever the file changes")
+        self._apply(json.dumps(pod_manifest(self.image)))
+        self.cluster.kubectl(
+            "wait", "--for=condition=Ready", "--timeout=180s", "-n", self.namespace, f"pod/{POD}"
+        )
+        pod = self._pod()
+        status = pod["status"]["containerStatuses"][0]
+        steps.say(
+            f"pod/{POD} {pod['status']['phase']} on node {pod['spec']['nodeName']}, "
+            f"restartCount {status['restartCount']}"
+        )
+        expected = f"RDS_PASSWORD={password}"
+        lines = self._wait(
+            "the pod to print the password",
+            lambda: (found := self._logs()) and any(line.text == expected for line in found) and found,
+            timeout=60,
+        )
+        steps.say(f"$ kubectl logs {POD} --timestamps")
+        for line in lines:
+            steps.say(f"{line.at:%H:%M:%S.%f}  {line.text}")
+        steps.done("the pod reads the value from its tmpfs file")
+        return str(status["containerID"]), next(line for line in lines if line.text == expected)
+
     def rotate(self, steps: Steps, before: SecretView) -> tuple[str, SecretView, str, float]:
         steps.begin("Rotating RDS_PASSWORD in AWS Secrets Manager (put-secret-value on prod/shop/db)")
         new = f"demo-db-password-rotated-{secrets.token_hex(3)}"
+        self.rotated_at = time.time()
+        started = time.monotonic()
         self.aws.client("secretsmanager").put_secret_value(
             SecretId="prod/shop/db", SecretString=json.dumps({"password": new})
         )
-        started = time.monotonic()
         steps.say(f"new value in AWS: {new}; nothing else is touched, the operator's refresh finds it")
         after = self._wait(
             f"secret/shop-db to carry the new password (refreshInterval {self.interval})",
@@ -250,6 +406,7 @@ class Demo:
             timeout=120,
         )
         seconds = time.monotonic() - started
+        self.secret_seconds = seconds
         steps.say(f"secret/shop-db changed {seconds:.1f}s after the rotation:")
         same = "same uid: updated in place" if after.uid == before.uid else "NEW uid: it was recreated"
         steps.say(f"  uid              {before.uid} -> {after.uid}  ({same})")
@@ -263,6 +420,45 @@ class Demo:
         steps.say(f"event on externalsecret/shop-db: Rotated  {event}")
         steps.done("rotated in place")
         return new, after, event, seconds
+
+    def follow_pod(self, steps: Steps, rotated: str, container: str, before: LogLine) -> PodView:
+        steps.begin(
+            f"Waiting for pod/{POD} to print the new value (kubelet syncFrequency {self.sync_frequency})"
+        )
+        steps.say("kubelet rewrites a Secret volume at the pod's next sync; the container keeps running")
+        expected = f"RDS_PASSWORD={rotated}"
+        # Bounded by two kubelet syncs and two refreshes, with room for a slow machine.
+        timeout = 2 * parse_duration(self.sync_frequency) + 2 * parse_duration(self.interval) + 60
+        lines = self._wait(
+            "the pod to print the rotated password",
+            lambda: (found := self._logs()) and any(line.text == expected for line in found) and found,
+            timeout=timeout,
+        )
+        after = next(line for line in lines if line.text == expected)
+        pod = self._pod()
+        status = pod["status"]["containerStatuses"][0]
+        mount = next((line.text for line in lines if line.text.startswith("mount ")), "")
+        steps.say(f"$ kubectl logs {POD} --timestamps")
+        for line in lines:
+            steps.say(f"{line.at:%H:%M:%S.%f}  {line.text}")
+        to_file = after.at.timestamp() - self.rotated_at
+        same = "same container" if status["containerID"] == container else "a NEW container"
+        steps.say(
+            f"rotation in AWS -> Secret {self.secret_seconds:.1f}s, -> printed by the pod {to_file:.1f}s "
+            f"(refreshInterval {self.interval}, kubelet syncFrequency {self.sync_frequency})"
+        )
+        steps.say(f"restartCount {status['restartCount']}, {same} ({str(status['containerID'])[:25]}...)")
+        steps.done("rotated in the running pod, no restart")
+        return PodView(
+            POD,
+            mount,
+            before,
+            after,
+            container,
+            str(status["containerID"]),
+            int(status["restartCount"]),
+            to_file,
+        )
 
     def check_log(self, steps: Steps, values: Mapping[str, str]) -> list[str]:
         steps.begin("Checking that no value reached the operator's log or the Events")
@@ -295,6 +491,17 @@ class Demo:
         meta = found["metadata"]
         return SecretView(meta["uid"], meta["resourceVersion"], data)
 
+    def _pod(self) -> dict[str, Any]:
+        return dict(
+            json.loads(self.cluster.kubectl("get", "pod", POD, "-n", self.namespace, "-o", "json").stdout)
+        )
+
+    def _logs(self) -> list[LogLine]:
+        found = self.cluster.kubectl("logs", POD, "-n", self.namespace, "--timestamps", check=False)
+        if found.returncode != 0:
+            return []
+        return [LogLine.parse(line) for line in str(found.stdout).splitlines() if line.strip()]
+
     def _event(self, involved: str, reason: str) -> str | None:
         listed = json.loads(self.cluster.kubectl("get", "events", "-n", self.namespace, "-o", "json").stdout)
         for event in listed["items"]:
@@ -326,66 +533,142 @@ def _wait_for_signal() -> None:
         time.sleep(0.5)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the cluster, moto and the operator running until Ctrl-C"
-    )
-    parser.add_argument(
-        "--interval", default="10s", help="refreshInterval for the example ExternalSecrets (default: 10s)"
-    )
-    args = parser.parse_args(argv)
+def _host_kubeconfig(cluster: Cluster, port: int) -> Path:
+    """The admin kubeconfig with the forwarded host port as its server, for kubectl on the host."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    path = cluster.control_plane.workdir / "host.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def _keep(out: TextIO, cluster: Cluster, aws: MotoServer, demo: Demo) -> None:
+    kubeconfig = cluster.kubeconfig
+    fd = os.environ.get(bubble.FORWARD_FD_ENV)
+    if fd is not None:
+        forward.serve(int(fd), ("127.0.0.1", cluster.control_plane.api_port))
+        kubeconfig = _host_kubeconfig(cluster, int(os.environ[bubble.FORWARD_PORT_ENV]))
+    out.write("\nStill running. In another shell:\n")
+    out.write(f"  export KUBECONFIG={kubeconfig}\n")
+    if shutil.which("kubectl") is None:
+        out.write(f"  alias kubectl={binaries.path('kubectl')}\n")
+    out.write(f"  kubectl get tss,tes,secrets -n {demo.namespace}\n")
+    if demo.image:
+        out.write(f"  kubectl logs -f --timestamps -n {demo.namespace} {POD}\n")
+    # moto listens inside the bubble only; a host shell reaches it by joining the bubble's network.
+    out.write(f"Emulated AWS (inside the bubble): nsenter --net=/proc/{os.getpid()}/ns/net with\n")
+    for key, value in aws.env().items():
+        out.write(f"  export {key}={value}\n")
+    out.write(f"Operator log: {demo.workdir / 'operator.log'}\nPress Ctrl-C to stop everything.\n")
+    out.flush()
+    _wait_for_signal()
+
+
+def _run_inside(args: argparse.Namespace) -> int:
     out = sys.stdout
     total = time.monotonic()
-    out.write("tmpfs-secrets demo: AWS values synced into Kubernetes Secrets, rotated in place\n")
-    binaries.ensure(binaries.CONTROL_PLANE)
+    with_node = not args.no_node
+    story = "a running pod sees it" if with_node else "control plane only, no pod"
+    out.write(f"tmpfs-secrets demo: AWS values synced into Kubernetes Secrets, rotated in place ({story})\n")
     # SIGTERM ends like Ctrl-C: through the finally below, which stops everything started here.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     workdir = Path(tempfile.mkdtemp(prefix="tmpfs-secrets-demo-"))
-    steps = Steps(out)
-    plane: ControlPlane | None = None
+    steps = Steps(out, total=POD_STEPS if with_node else STEPS)
+    cluster: Cluster | None = None
     aws: MotoServer | None = None
     demo: Demo | None = None
     ok = False
     try:
-        steps.begin(
-            "Starting a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)"
-        )
-        plane = start_cluster()
-        steps.say(f"API server {plane.api_url}")
+        if with_node:
+            steps.begin(
+                "Starting the local cluster in its network bubble: control plane and a real node "
+                f"(kubelet syncFrequency {args.sync_frequency})"
+            )
+        else:
+            steps.begin(
+                "Starting a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)"
+            )
+        with redirect_stdout(Indented(steps)):
+            cluster = start_cluster(with_node, args.sync_frequency)
+        steps.say(f"API server {cluster.control_plane.api_url}")
+        if cluster.node is not None:
+            steps.say(
+                f"node {NODE_NAME} Ready (containerd, runc, kubelet, kube-proxy); image {cluster.image}"
+            )
+            steps.say(
+                f"kubelet syncFrequency {cluster.node.sync_frequency} (kubelet's default is 1m): a Secret "
+                "volume is rewritten at the pod's next sync"
+            )
         steps.done("ready")
         aws = MotoServer().start()
-        demo = Demo(plane, aws, workdir, interval=args.interval, out=out, steps=steps)
+        demo = Demo(
+            cluster.control_plane,
+            aws,
+            workdir,
+            interval=args.interval,
+            out=out,
+            steps=steps,
+            image=cluster.image if cluster.node is not None else None,
+            sync_frequency=args.sync_frequency,
+        )
         outcome = demo.run()
         ok = not outcome.leaked and outcome.after.uid == outcome.before.uid
+        if outcome.pod is not None:
+            pod = outcome.pod
+            ok = ok and pod.restart_count == 0 and pod.container_after == pod.container_before
         if args.keep:
-            out.write("\nStill running. In another shell:\n")
-            out.write(f"  export KUBECONFIG={plane.kubeconfig}\n")
-            if shutil.which("kubectl") is None:
-                out.write(f"  alias kubectl={binaries.path('kubectl')}\n")
-            out.write(f"  kubectl get tss,tes,secrets -n {demo.namespace}\n")
-            for key, value in aws.env().items():
-                out.write(f"  export {key}={value}\n")
-            out.write(f"Operator log: {workdir / 'operator.log'}\nPress Ctrl-C to stop everything.\n")
-            out.flush()
-            _wait_for_signal()
+            _keep(out, cluster, aws, demo)
     finally:
-        out.write("\nStopping the operator, moto and the control plane ...\n")
+        out.write(f"\nStopping the operator, moto{', the pod' if with_node else ''} and the cluster ...\n")
         out.flush()
         if demo is not None:
             demo.stop()
         if aws is not None:
             aws.stop()
-        if plane is not None:
-            kept = plane.stop(keep_logs=not ok)
+        if cluster is not None:
+            with redirect_stdout(Indented(steps)):
+                kept = cluster.stop(keep_logs=not ok)
             if kept:
-                out.write(f"control plane logs kept in {kept}\n")
+                out.write(f"cluster logs kept in {kept}\n")
         if ok:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             out.write(f"operator log kept in {workdir / 'operator.log'}\n")
     out.write(f"{'Done' if ok else 'FAILED'} in {time.monotonic() - total:.1f}s.\n")
+    out.flush()
     return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the cluster, moto and the operator running until Ctrl-C, the API server on a host port",
+    )
+    parser.add_argument(
+        "--no-node", action="store_true", help="the control plane only: the Secrets, no pod (quicker)"
+    )
+    parser.add_argument(
+        "--interval", default="10s", help="refreshInterval for the example ExternalSecrets (default: 10s)"
+    )
+    parser.add_argument(
+        "--sync-frequency",
+        default=SYNC_FREQUENCY,
+        help=f"kubelet syncFrequency (default: {SYNC_FREQUENCY}; kubelet's own default is 1m)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="with --keep: host loopback port for the API server (0: any)"
+    )
+    args = parser.parse_args(argv)
+    if bubble.inside():
+        return _run_inside(args)
+    print("ensuring binaries (the first run builds them from Go modules; this takes a while) ...", flush=True)
+    binaries.ensure(binaries.CONTROL_PLANE if args.no_node else binaries.ALL)
+    python = shutil.which(sys.executable) or sys.executable
+    command = [python, "-m", "tests.cluster.demo", *(sys.argv[1:] if argv is None else argv)]
+    return bubble.run(command, forward=args.port if args.keep else None)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""`make demo`'s main flow runs end to end, so the README's first command cannot rot."""
+"""`make demo`'s main flow runs end to end, so the README's first command cannot rot.
+
+Inside the bubble (`make test`) the session has a node, and the demo runs its pod: the test then
+checks the pod printed the value before and after the rotation without a restart. Elsewhere it
+runs the control-plane-only demo.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,41 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
+from tests.cluster import bubble
 from tests.cluster.aws import MotoServer
+from tests.cluster.cluster import Cluster
 from tests.cluster.control_plane import ControlPlane
-from tests.cluster.demo import STEPS, Demo, Steps
+from tests.cluster.demo import MOUNT, POD_STEPS, STEPS, Demo, Steps
 
 
 def test_demo_shows_a_rotation_in_place(
-    control_plane: ControlPlane, aws: MotoServer, namespace: str, tmp_path: Path
+    control_plane: ControlPlane,
+    aws: MotoServer,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
+    whole: Cluster | None = request.getfixturevalue("cluster") if bubble.inside() else None
     out = io.StringIO()
-    steps = Steps(out)
-    steps.number = 1  # step 1, starting the cluster, is the session's control plane here
-    demo = Demo(control_plane, aws, tmp_path, namespace=namespace, interval="3s", out=out, steps=steps)
+    demo = Demo(control_plane, aws, tmp_path, namespace=namespace, interval="3s", out=out)
+    if whole is not None:
+        assert whole.node is not None
+        demo.image, demo.sync_frequency = whole.image, whole.node.sync_frequency
+    steps = Steps(out, total=demo.total)
+    steps.number = 1  # step 1, starting the cluster, is the session's cluster here
+    demo.steps = steps
     try:
         outcome = demo.run()
     finally:
         demo.stop()
     text = out.getvalue()
 
-    assert re.findall(r"^\[(\d+)/\d+\]", text, re.MULTILINE) == [str(n) for n in range(2, STEPS + 1)]
+    total = POD_STEPS if whole is not None else STEPS
+    assert re.findall(r"^\[(\d+)/(\d+)\]", text, re.MULTILINE) == [
+        (str(n), str(total)) for n in range(2, total + 1)
+    ]
     assert outcome.before.data == {
         "RDS_PASSWORD": outcome.values["RDS_PASSWORD"],
         "SUPABASE_SERVICE_ROLE_KEY": outcome.values["SUPABASE_SERVICE_ROLE_KEY"],
@@ -38,3 +59,18 @@ def test_demo_shows_a_rotation_in_place(
     # The demo prints the fake values on purpose; the operator must not have logged any.
     log = (tmp_path / "operator.log").read_text()
     assert outcome.rotated_password not in log and outcome.values["RDS_PASSWORD"] not in log
+
+    if whole is None:
+        assert outcome.pod is None
+        return
+    pod = outcome.pod
+    assert pod is not None
+    assert pod.mount.startswith(f"mount {MOUNT} type tmpfs (ro")
+    assert pod.before.text == f"RDS_PASSWORD={outcome.values['RDS_PASSWORD']}"
+    assert pod.after.text == f"RDS_PASSWORD={outcome.rotated_password}"
+    assert pod.after.at > pod.before.at
+    assert pod.restart_count == 0
+    assert pod.container_after == pod.container_before
+    # The pod's own log, read here rather than through the demo, holds both values in order.
+    logs = control_plane.kubectl("logs", pod.name, "-n", namespace).stdout.splitlines()
+    assert logs.index(pod.before.text) < logs.index(pod.after.text)
