@@ -81,6 +81,7 @@ class Engine:
             lambda s: is_pinned(s.service, s.version),
             backoff,
             self.settings.once_spread,
+            self.settings.coalesce_window,
         )
         self._scheduler = Scheduler(
             self._plan, self._clock, self._run_batch, self._after_batch, self.settings.max_concurrent_batches
@@ -172,7 +173,9 @@ class Engine:
         if changed:
             state.last_good.clear()
             state.once_done = False
-            await self._resolve(ref, state, "changed")
+            if requested:  # a spec change and a refresh request in one event: honour both
+                state.redeliver = True
+            await self._resolve(ref, state, "refresh" if requested else "changed")
         elif requested:
             await self.request_refresh(ref)
 
@@ -239,7 +242,13 @@ class Engine:
         elif mode == "refresh":
             run_now = list(sources)
         else:
-            run_now = [s for s in sources if self._cache.get(s) is None or s in self._errors]
+            # A source already being fetched is not fetched again: that batch reports to every
+            # user of the source when it completes, this object included.
+            run_now = [
+                s
+                for s in sources
+                if (self._cache.get(s) is None or s in self._errors) and not self._plan.in_flight(s)
+            ]
         self._plan.set_owner(ref, dict.fromkeys(sources, spec.refresh_interval), self._clock.now(), run_now)
         self._scheduler.wake()
         await self._evaluate(ref)
@@ -329,8 +338,13 @@ class Engine:
         refs: set[ObjectRef] = set()
         for src in batch:
             refs.update(self._users.get(src, ()))
-        for ref in sorted(refs, key=lambda r: (r.namespace, r.name)):
-            await self._evaluate(ref)
+        # Concurrently: each report is a few round trips to the API server, and one batch can
+        # serve thousands of objects. The sink bounds how many of its writes run at once.
+        ordered = sorted(refs, key=lambda r: (r.namespace, r.name))
+        results = await asyncio.gather(*(self._evaluate(ref) for ref in ordered), return_exceptions=True)
+        for ref, result in zip(ordered, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("reporting %s/%s failed unexpectedly", ref.namespace, ref.name, exc_info=result)
 
     # --- evaluation and reporting ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ class EngineSettings:
     credential_refresh_margin: float = 300.0  # renew assumed-role credentials this long before expiry
     once_spread: float = 30.0  # spread of first fetches after a restart for refreshInterval 0
     store_grace: float = 10.0  # after start, wait this long for stores before reporting StoreNotFound
+    coalesce_window: float = 0.1  # urgent fetches of one group wait this long after its last batch
 
     @classmethod
     def of(cls, settings: EngineSettings | Settings | None) -> EngineSettings:

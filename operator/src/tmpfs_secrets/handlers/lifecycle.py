@@ -4,8 +4,8 @@ kopf's defaults would write to every object it handles: Kubernetes Events for ea
 outcome, and progress records in `status.kopf` (pruned by our structural schema, which makes kopf
 retry forever). Here kopf keeps its progress in annotations under its own prefix (written only
 while a handler is retrying) and posts no events; the operator posts its own (Synced, Rotated,
-SyncFailed). The only routine write kopf keeps is its last-handled-configuration annotation,
-once per spec change, which it needs to tell a change from a restart.
+SyncFailed). ExternalSecrets are handled from raw watch events only, so kopf writes nothing to
+them; stores (few) keep kopf's last-handled-configuration annotation, written once per spec change.
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """Handlers for SecretStores, ClusterSecretStores, ExternalSecrets and Namespaces.
 
-create/update/resume feed the spec to the engine. Deletion is seen through the raw watch event
-(DELETED), not through kopf's deletion handlers: those need a finalizer on every object, and none
-is needed here (the target Secret is garbage-collected through its ownerReference). Every event
-also refreshes the index the sink compares against, so the sink never re-reads an object.
+ExternalSecrets are handled from the raw watch events alone (see `external_secret_event`); stores
+through kopf's create/update/resume handlers, which feed the spec to the engine. Deletion is seen
+through the raw watch event (DELETED), not through kopf's deletion handlers: those need a
+finalizer on every object, and none is needed here (the target Secret is garbage-collected
+through its ownerReference). Every event also refreshes the index the sink compares against, so
+the sink never re-reads an object.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +20,7 @@ import kopf
 from tmpfs_secrets.errors import Reason, SpecError
 from tmpfs_secrets.handlers.registry import GROUP, VERSION, registry
 from tmpfs_secrets.handlers.state import Runtime, runtime
-from tmpfs_secrets.kube.names import CLUSTER_SECRET_STORE, EXTERNAL_SECRET, REFRESH_ANNOTATION, SECRET_STORE
+from tmpfs_secrets.kube.names import CLUSTER_SECRET_STORE, EXTERNAL_SECRET, SECRET_STORE
 from tmpfs_secrets.kube.rest import KubeApiError
 from tmpfs_secrets.ports import ObjectRef, SyncFailure
 
@@ -29,8 +32,13 @@ CLUSTER_STORE = (GROUP, VERSION, CLUSTER_SECRET_STORE.plural)
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A detached plain-dict copy of kopf's live body view, safe to keep."""
-    return {k: _copy(v) for k, v in body.items()}
+    """A detached plain-dict copy of kopf's live body view, safe to keep, without managedFields
+    (the largest part of most bodies, and never read)."""
+    plain = {k: _copy(v) for k, v in body.items()}
+    meta = plain.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return plain
 
 
 def _copy(value: Any) -> Any:
@@ -50,6 +58,10 @@ def _retry_on_transient(error: KubeApiError) -> kopf.TemporaryError:
 
 @kopf.on.event(*ES, registry=registry, id="external-secret-event")
 async def external_secret_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Every ExternalSecret event goes to the engine, which tells new, changed, refresh-requested
+    and restarted objects apart itself (generation, status and the refresh annotation). kopf's
+    create/update handlers are not used: they would cost a last-handled-configuration PATCH and
+    its watch event per object, and kopf's change detection on every event."""
     rt = runtime(memo)
     ref = ObjectRef(str(body.metadata.namespace), str(body.metadata.name))
     if type == "DELETED":
@@ -57,47 +69,60 @@ async def external_secret_event(type: str | None, body: kopf.Body, memo: Any, **
         rt.kube.sink.forget(ref)
         await rt.engine.remove_external_secret(ref)
         return
-    rt.kube.index.observe(EXTERNAL_SECRET.kind, body)
+    before = rt.kube.index.external_secret(ref)
+    tracked = rt.kube.index.observe(EXTERNAL_SECRET.kind, body)
+    if (
+        before is not None
+        and before.uid == tracked.uid
+        and before.generation == tracked.generation
+        and before.refresh_request == tracked.refresh_request
+    ):
+        return  # a status or metadata change (often our own status write): nothing for the engine
+    if (
+        before is not None
+        and before.uid == tracked.uid
+        and tracked.refresh_request is not None
+        and tracked.refresh_request != before.refresh_request
+        and tracked.target is not None
+    ):
+        # Re-read the target on this refresh, so a Secret deleted by hand comes back.
+        rt.kube.writer.invalidate(ref.namespace, tracked.target.name)
+    await _upsert_external_secret(rt, ref, _plain(body))
 
 
-@kopf.on.resume(*ES, registry=registry, id="external-secret")
-@kopf.on.create(*ES, registry=registry, id="external-secret")
-@kopf.on.update(*ES, registry=registry, id="external-secret", field="spec")
-async def external_secret_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
-    rt = runtime(memo)
-    plain = _plain(body)
-    rt.kube.index.observe(EXTERNAL_SECRET.kind, plain)
+async def _upsert_external_secret(rt: Runtime, ref: ObjectRef, plain: dict[str, Any]) -> None:
     try:
         await rt.engine.upsert_external_secret(plain)
     except SpecError as e:
-        await _report_invalid(rt, body, e)
-        raise kopf.PermanentError(e.message) from e
+        await rt.kube.sink.failed(ref, SyncFailure(Reason.INVALID_SPEC.value, e.message))
     except KubeApiError as e:
-        if e.transient:
-            raise _retry_on_transient(e) from e
-        raise
+        # E.g. a namespace's labels could not be read: resolve the object again a little later.
+        _retry_later(rt, ref, e)
 
 
-@kopf.on.field(
-    *ES, registry=registry, id="refresh-requested", field=("metadata", "annotations", REFRESH_ANNOTATION)
-)
-async def refresh_requested(body: kopf.Body, old: Any, new: Any, memo: Any, reason: str, **_: Any) -> None:
-    """Any new value of the annotation refreshes at once; removing it does nothing."""
-    if new is None or new == old or reason == "create":
-        return
-    rt = runtime(memo)
-    ref = ObjectRef(str(body.metadata.namespace), str(body.metadata.name))
-    tracked = rt.kube.index.external_secret(ref)
-    if tracked is not None and tracked.target is not None:
-        # Re-read the target on this refresh, so a Secret deleted by hand comes back.
-        rt.kube.writer.invalidate(ref.namespace, tracked.target.name)
-    await rt.engine.request_refresh(ref)
+RETRY_DELAY = 5.0
+_retries: set[asyncio.Task[None]] = set()  # strong references, so pending retries are not collected
 
 
-async def _report_invalid(rt: Runtime, body: kopf.Body, error: SpecError) -> None:
-    """Normally the engine reports an invalid spec itself; this covers it if the error escapes."""
-    ref = ObjectRef(str(body.metadata.namespace), str(body.metadata.name))
-    await rt.kube.sink.failed(ref, SyncFailure(Reason.INVALID_SPEC.value, error.message))
+def _retry_later(rt: Runtime, ref: ObjectRef, error: KubeApiError) -> None:
+    log.warning(
+        "ExternalSecret %s/%s: Kubernetes API error, retrying in %gs: %s",
+        ref.namespace,
+        ref.name,
+        RETRY_DELAY,
+        error,
+    )
+
+    async def retry() -> None:
+        await asyncio.sleep(RETRY_DELAY)
+        try:
+            await rt.engine.request_refresh(ref)
+        except KubeApiError as e:
+            _retry_later(rt, ref, e)
+
+    task = asyncio.create_task(retry())
+    _retries.add(task)
+    task.add_done_callback(_retries.discard)
 
 
 # --- SecretStore and ClusterSecretStore -----------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmpfs_secrets.kube.names import EXTERNAL_SECRET
+from tmpfs_secrets.kube.names import EXTERNAL_SECRET, REFRESH_ANNOTATION
 from tmpfs_secrets.ports import ObjectRef
 
 
@@ -48,6 +48,7 @@ class Tracked:
     resource_version: str
     status: dict[str, Any] = field(default_factory=dict)
     target: Target | None = None
+    refresh_request: str | None = None  # the refresh-requested annotation (ExternalSecrets)
 
 
 def _newer(candidate: str, current: str) -> bool:
@@ -77,8 +78,11 @@ class ObjectIndex:
         ):
             return current
         target = None
+        refresh_request = None
         if kind == EXTERNAL_SECRET.kind:
             target = Target.from_spec(body.get("spec") or {}, default_name=key[2])
+            request = (meta.get("annotations") or {}).get(REFRESH_ANNOTATION)
+            refresh_request = str(request) if request is not None else None
         elif current is not None and current.uid == meta.get("uid"):
             target = current.target
         tracked = Tracked(
@@ -90,6 +94,7 @@ class ObjectIndex:
             resource_version=version,
             status=copy.deepcopy(dict(body.get("status") or {})),
             target=target,
+            refresh_request=refresh_request,
         )
         self._objects[key] = tracked
         return tracked

@@ -3,7 +3,8 @@
 The content hash of what was written is stored in the annotation `tmpfs-secrets.io/content-hash`
 and remembered in memory. In steady state a refresh with the same hash costs nothing; after a
 restart the first refresh of each ExternalSecret reads its Secret once and writes only if the
-hash or the data differ, so a restarted operator rewrites nothing that is unchanged.
+hash or the data differ, so a restarted operator rewrites nothing that is unchanged. A new
+ExternalSecret's Secret is created without a read first; only a 409 (it exists) costs a read.
 
 creationPolicy: Owner creates the Secret with an ownerReference (garbage-collected with the
 ExternalSecret); Orphan creates it without one (it stays); Merge only adds keys to a Secret that
@@ -82,13 +83,17 @@ class SecretWriter:
         if self._written.get(key) == wanted:
             return False
         path = core_path("secrets", es.namespace, target.name)
-        for _attempt in range(3):  # a create or patch can race with another writer; re-read and retry
-            try:
-                secret = await self.rest.get(path)
-            except KubeApiError as e:
-                if not e.not_found:
-                    raise _write_failed(es, target, e) from e
-                secret = None
+        # A never-synced ExternalSecret's Secret almost never exists yet: create it without a read,
+        # and read it only if the create finds one (409).
+        create_first = key not in self._written and _never_synced(es) and target.creation_policy != "Merge"
+        for attempt in range(3):  # a create or patch can race with another writer; re-read and retry
+            secret: JSON | None = None
+            if not (create_first and attempt == 0):
+                try:
+                    secret = await self.rest.get(path)
+                except KubeApiError as e:
+                    if not e.not_found:
+                        raise _write_failed(es, target, e) from e
             try:
                 written = await self._write_once(es, target, path, secret, data, content_hash, removed)
             except KubeApiError as e:
@@ -182,6 +187,11 @@ class SecretWriter:
         if target.creation_policy == "Owner":
             meta["ownerReferences"] = [owner_reference(es)]
         return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": encoded}
+
+
+def _never_synced(es: Tracked) -> bool:
+    """No sync and no failure recorded in the status: a new ExternalSecret."""
+    return not es.status.get("contentHash") and not es.status.get("conditions")
 
 
 def _write_failed(es: Tracked, target: Target, error: KubeApiError) -> TargetError:

@@ -12,6 +12,11 @@ sources. Sources run at once (a new or changed ExternalSecret, a refresh request
 over the second half of the next interval after that run, so a mass creation does not become a
 burst repeated every interval. Failing sources back off exponentially with jitter, and are not
 pulled into other batches early.
+
+Coalescing: a source run at once goes out immediately, unless a batch of its group went out less
+than `coalesce` seconds ago; then it waits for the end of that window with the others arriving
+meanwhile, so N creations over M shared sources cost about ceil(M / batch size) calls plus one per
+window, while a lone creation is not delayed.
 """
 
 from __future__ import annotations
@@ -51,11 +56,16 @@ class Plan:
         pinned: Callable[[Source], bool],
         backoff: Backoff | None = None,
         once_spread: float = 30.0,
+        coalesce: float = 0.0,
     ) -> None:
+        """`coalesce`: after a batch of a group goes out, sources of that group run at once
+        (`run_now`) wait up to this long, so a burst of creations shares batches."""
         self._batch_size = batch_size
         self._pinned = pinned
         self._backoff = backoff or Backoff()
         self._once_spread = once_spread
+        self._coalesce = coalesce
+        self._gates: dict[Group, float] = {}  # group -> earliest time for the next run_now batch
         self._states: dict[Source, _State] = {}
         self._heaps: dict[Group, list[_Entry]] = {}
         self._ticket = 0  # insertion order breaks ties between equal due times
@@ -106,7 +116,9 @@ class Plan:
             return
         st.done = False
         st.out_of_phase = True
-        self._set_due(src, st, now)
+        due = max(now, self._gates.get(src.group, now))
+        if st.due > due:
+            self._set_due(src, st, due)
 
     # --- the loop's view ---------------------------------------------------------------------
 
@@ -126,6 +138,8 @@ class Plan:
                     st.in_flight = True
                     st.gen += 1
                 batches.append(batch)
+                if self._coalesce > 0:
+                    self._gates[group] = now + self._coalesce
         return batches
 
     def complete(self, src: Source, ok: bool, now: float) -> None:
@@ -161,6 +175,10 @@ class Plan:
         """A fetch of `src` is running or due now, so a batch result for it is still to come."""
         st = self._states.get(src)
         return st is not None and (st.in_flight or st.due <= now)
+
+    def in_flight(self, src: Source) -> bool:
+        st = self._states.get(src)
+        return st is not None and st.in_flight
 
     def failures(self, src: Source) -> int:
         st = self._states.get(src)
