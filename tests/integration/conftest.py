@@ -243,6 +243,19 @@ def apply_examples(apply_yaml: Callable[..., str], namespace: str, *names: str) 
         apply_yaml(EXAMPLES / name, namespace=namespace)
 
 
+def sync_shop_examples(
+    apply_yaml: Callable[..., str], namespace: str, kube: Kube, interval: str = "2s"
+) -> None:
+    """Both example stores and both shop ExternalSecrets (with `interval`), waited on until Ready."""
+    apply_examples(
+        apply_yaml, namespace, "secretstore-secretsmanager.yaml", "secretstore-parameterstore.yaml"
+    )
+    for name in ("shop-db", "shop-config"):
+        apply_yaml(with_interval(EXAMPLES / f"externalsecret-{name}.yaml", interval), namespace=namespace)
+    for name in ("shop-db", "shop-config"):
+        kube.wait_ready(name, namespace)
+
+
 def with_interval(path: Path, interval: str) -> str:
     """An example's YAML with another refreshInterval (short ones keep the tests quick)."""
     text = path.read_text()

@@ -13,7 +13,7 @@ from tests.integration.conftest import (
     Kube,
     Operator,
     Shop,
-    apply_examples,
+    sync_shop_examples,
     wait_until,
     with_interval,
 )
@@ -29,13 +29,7 @@ def test_no_value_in_logs_events_or_status(
     apply_yaml: Callable[..., str],
     emitted: Emitted,
 ) -> None:
-    apply_examples(
-        apply_yaml, namespace, "secretstore-secretsmanager.yaml", "secretstore-parameterstore.yaml"
-    )
-    apply_yaml(with_interval(EXAMPLES / "externalsecret-shop-db.yaml", "2s"), namespace=namespace)
-    apply_yaml(with_interval(EXAMPLES / "externalsecret-shop-config.yaml", "2s"), namespace=namespace)
-    kube.wait_ready("shop-db", namespace)
-    kube.wait_ready("shop-config", namespace)
+    sync_shop_examples(apply_yaml, namespace, kube)
 
     # A rotation (Rotated event), a typo in a property (InvalidProperty: the message names the
     # property, the value's JSON is right there), and throttling (SyncFailed).

@@ -7,13 +7,11 @@ from collections.abc import Callable
 
 from tests.cluster.aws import MotoServer
 from tests.integration.conftest import (
-    EXAMPLES,
     Kube,
     Operator,
     Shop,
-    apply_examples,
+    sync_shop_examples,
     wait_until,
-    with_interval,
 )
 
 FETCHES = ("BatchGetSecretValue", "GetSecretValue", "GetParametersByPath", "GetParameters")
@@ -39,13 +37,7 @@ def test_restart_rewrites_nothing_unchanged(
     kube: Kube,
     apply_yaml: Callable[..., str],
 ) -> None:
-    apply_examples(
-        apply_yaml, namespace, "secretstore-secretsmanager.yaml", "secretstore-parameterstore.yaml"
-    )
-    apply_yaml(with_interval(EXAMPLES / "externalsecret-shop-db.yaml", "2s"), namespace=namespace)
-    apply_yaml(with_interval(EXAMPLES / "externalsecret-shop-config.yaml", "2s"), namespace=namespace)
-    kube.wait_ready("shop-db", namespace)
-    kube.wait_ready("shop-config", namespace)
+    sync_shop_examples(apply_yaml, namespace, kube)
     # Let a few refreshes pass first: steady state writes nothing either.
     calls = sum(aws.call_counts()[op] for op in FETCHES)
     wait_until(
