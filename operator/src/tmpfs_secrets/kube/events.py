@@ -2,8 +2,10 @@
 
 Events are the user's audit trail of which keys an ExternalSecret received and when they
 changed; they name keys and content hashes, never values. A failing refresh repeats on every
-backoff step, so SyncFailed is posted at most once per object per interval unless the reason
-changes, to keep a persistent AWS outage from flooding the API server.
+backoff step, so SyncFailed is posted at most once per object and reason per interval, to keep
+a persistent AWS outage from flooding the API server. Keying on the reason (not the message) and
+remembering every reason posted in the window means an outage whose reason flaps (Throttled,
+ProviderError, Throttled, ...) still posts at most one event per reason per window.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tmpfs_secrets.kube.conditions import rfc3339
 from tmpfs_secrets.kube.index import Tracked
@@ -26,10 +28,29 @@ SYNC_FAILED = "SyncFailed"
 MAX_MESSAGE = 1024  # the API server rejects longer event messages
 
 
+ObjectKey = tuple[str, str | None, str]
+
+
 @dataclass
-class _LastFailure:
-    reason: str
-    posted_at: float
+class FailureLimiter:
+    """Decides whether a SyncFailed event is due: once per object and reason per `interval`."""
+
+    interval: float
+    _posted: dict[ObjectKey, dict[str, float]] = field(default_factory=dict)
+
+    def allow(self, key: ObjectKey, reason: str, now: float) -> bool:
+        posted = self._posted.setdefault(key, {})
+        for old, at in list(posted.items()):
+            if now - at >= self.interval:
+                del posted[old]
+        if reason in posted:
+            return False
+        posted[reason] = now
+        return True
+
+    def forget(self, key: ObjectKey) -> None:
+        """A success ends the failure: the next failure is news again."""
+        self._posted.pop(key, None)
 
 
 class EventRecorder:
@@ -37,25 +58,22 @@ class EventRecorder:
         self.rest = rest
         self.failure_interval = failure_interval
         self.instance = socket.gethostname()
-        self._failures: dict[tuple[str, str | None, str], _LastFailure] = {}
+        self._failures = FailureLimiter(failure_interval)
 
     async def normal(self, obj: Tracked, reason: str, message: str) -> None:
-        self._failures.pop((obj.kind, obj.namespace, obj.name), None)
+        self._failures.forget((obj.kind, obj.namespace, obj.name))
         await self._post(obj, "Normal", reason, message)
 
     async def failure(self, obj: Tracked, reason: str, message: str, *, now: float | None = None) -> bool:
         """Post a SyncFailed warning unless one with the same reason was posted recently."""
         now = time.time() if now is None else now
-        key = (obj.kind, obj.namespace, obj.name)
-        last = self._failures.get(key)
-        if last is not None and last.reason == reason and now - last.posted_at < self.failure_interval:
+        if not self._failures.allow((obj.kind, obj.namespace, obj.name), reason, now):
             return False
-        self._failures[key] = _LastFailure(reason, now)
         await self._post(obj, "Warning", SYNC_FAILED, f"{reason}: {message}")
         return True
 
-    def forget(self, obj_key: tuple[str, str | None, str]) -> None:
-        self._failures.pop(obj_key, None)
+    def forget(self, obj_key: ObjectKey) -> None:
+        self._failures.forget(obj_key)
 
     async def _post(self, obj: Tracked, type_: str, reason: str, message: str) -> None:
         namespace = obj.namespace or "default"

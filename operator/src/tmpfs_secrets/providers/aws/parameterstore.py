@@ -80,15 +80,10 @@ class ParameterStoreProvider:
                 for ref in chunk:
                     await self._chunk(client, [ref], out)
                 return
-            err = from_exception(
-                exc, _what(chunk[0]) if len(chunk) == 1 else f"{len(chunk)} parameters", ACTION, self._region
-            )
-            out.update(dict.fromkeys(chunk, err))
+            _chunk_failed(exc, chunk, out, self._region)
             return
         except Exception as exc:
-            out.update(
-                dict.fromkeys(chunk, from_exception(exc, f"{len(chunk)} parameters", ACTION, self._region))
-            )
+            _chunk_failed(exc, chunk, out, self._region)
             return
         by_name: dict[str, Fetched] = {}
         for param in response.get("Parameters", []):
@@ -112,6 +107,16 @@ class ParameterStoreProvider:
                 exc, f"parameters under {path}", "ssm:GetParametersByPath", self._region
             ) from None
         return Found(path, params)
+
+
+def _chunk_failed(
+    exc: Exception, chunk: list[SourceRef], out: dict[SourceRef, Fetched | SyncError], region: str
+) -> None:
+    """Each parameter gets its own message, naming it: a message naming the call (how many
+    parameters it carried) would change with every retry's batch composition and rewrite every
+    status."""
+    for ref in chunk:
+        out[ref] = from_exception(exc, _what(ref), ACTION, region)
 
 
 def _all_by_path(client: Any, path: str) -> dict[str, Fetched]:

@@ -88,16 +88,10 @@ class SecretsManagerProvider:
             if reason_for(error_code(exc)) is Reason.ACCESS_DENIED:
                 self._batch_denied_until = self._clock() + BATCH_DENIED_RETRY
                 return chunk
-            err = from_exception(
-                exc, f"{len(chunk)} secrets", "secretsmanager:BatchGetSecretValue", self._region
-            )
-            out.update(dict.fromkeys(chunk, err))
+            self._batch_failed(exc, chunk, out)
             return []
         except Exception as exc:
-            err = from_exception(
-                exc, f"{len(chunk)} secrets", "secretsmanager:BatchGetSecretValue", self._region
-            )
-            out.update(dict.fromkeys(chunk, err))
+            self._batch_failed(exc, chunk, out)
             return []
         by_id: dict[str, Fetched] = {}
         for entry in response.get("SecretValues", []):
@@ -122,6 +116,14 @@ class SecretsManagerProvider:
             else:  # e.g. a partial ARN that matches neither Name nor ARN: ask for it alone
                 leftover.append(ref)
         return leftover
+
+    def _batch_failed(
+        self, exc: Exception, chunk: list[SourceRef], out: dict[SourceRef, Fetched | SyncError]
+    ) -> None:
+        """Each key gets its own message, naming it: a message naming the call (how many keys it
+        carried) would change with every retry's batch composition and rewrite every status."""
+        for ref in chunk:
+            out[ref] = from_exception(exc, _what(ref), "secretsmanager:BatchGetSecretValue", self._region)
 
     async def _single(self, client: Any, ref: SourceRef) -> Fetched | SyncError:
         kwargs: dict[str, str] = {"SecretId": ref.key}
