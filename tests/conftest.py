@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 from kubernetes import client as k8s
@@ -36,16 +37,27 @@ def aws(moto_session: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer
     return moto_session
 
 
+class _Stoppable(Protocol):
+    def stop(self, keep_logs: bool = False) -> Path | None: ...
+
+
+_T = TypeVar("_T", bound=_Stoppable)
+
+
+def _for_the_session(started: _T, request: pytest.FixtureRequest, what: str) -> Iterator[_T]:
+    """Yield `started`, then stop it, keeping its logs when a test of the run failed."""
+    try:
+        yield started
+    finally:
+        kept = started.stop(keep_logs=request.session.testsfailed > 0)
+        if kept:
+            print(f"\n{what} logs kept in {kept}")
+
+
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The whole cluster (control plane and a real node) in the bubble, for the whole run."""
-    whole = Cluster().start()
-    try:
-        yield whole
-    finally:
-        kept = whole.stop(keep_logs=request.session.testsfailed > 0)
-        if kept:
-            print(f"\ncluster logs kept in {kept}")
+    yield from _for_the_session(Cluster().start(), request, "cluster")
 
 
 @pytest.fixture(scope="session")
@@ -58,13 +70,7 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     if bubble.inside():
         yield request.getfixturevalue("cluster").control_plane
         return
-    plane = ControlPlane().start()
-    try:
-        yield plane
-    finally:
-        kept = plane.stop(keep_logs=request.session.testsfailed > 0)
-        if kept:
-            print(f"\ncontrol plane logs kept in {kept}")
+    yield from _for_the_session(ControlPlane().start(), request, "control plane")
 
 
 @pytest.fixture(scope="session")
