@@ -103,9 +103,10 @@ def run(command: Sequence[str], forward: int | None = None) -> int:
         env[FORWARD_PORT_ENV] = str(listener.getsockname()[1])
         pass_fds = (listener.fileno(),)
     argv = [sys.executable, "-m", "tests.cluster.bubble", "--inside", "--", *command]
-    # A terminal's Ctrl-C reaches the command directly; the wrapper waits for it to finish.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     child = subprocess.Popen(argv, env=env, pass_fds=pass_fds, preexec_fn=_enter_new_netns)
+    # A terminal's Ctrl-C reaches the command directly; the wrapper waits for it to finish. Ignored
+    # only after the start: an ignored signal is inherited, and the command must still get Ctrl-C.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     netns = os.stat(f"/proc/{child.pid}/ns/net").st_ino
 
     def relay(signum: int, _frame: object) -> None:
