@@ -9,26 +9,14 @@ kubeconfig whose server is that host port) and `IMAGE=<name>` (the local busybox
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import sys
 import time
 from collections.abc import Sequence
 
-import yaml
-
-from tests.cluster import binaries, bubble, forward
+from tests.cluster import binaries, bubble
 from tests.cluster.cluster import Cluster
-
-
-def _host_kubeconfig(cluster: Cluster, port: int) -> str:
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    path = cluster.control_plane.workdir / "host.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return str(path)
 
 
 def _run_inside(no_node: bool) -> int:
@@ -39,11 +27,7 @@ def _run_inside(no_node: bool) -> int:
     try:
         cluster.start()
         plane = cluster.control_plane
-        kubeconfig = str(plane.kubeconfig)
-        fd = os.environ.get(bubble.FORWARD_FD_ENV)
-        if fd is not None:
-            forward.serve(int(fd), ("127.0.0.1", plane.api_port))
-            kubeconfig = _host_kubeconfig(cluster, int(os.environ[bubble.FORWARD_PORT_ENV]))
+        kubeconfig = cluster.serve_host_port()
         print(f"cluster ready in {time.monotonic() - started:.1f}s; logs: {plane.logs}")
         print("use it from another shell with:")
         print(f"export KUBECONFIG={kubeconfig}")

@@ -23,11 +23,14 @@ the pods first, stops every component, scrubs the rest and copies the logs to
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
 
-from tests.cluster import bubble, runs
+import yaml
+
+from tests.cluster import bubble, forward, runs
 from tests.cluster.bubble import NODE_IP, SERVICE_CIDR
 from tests.cluster.control_plane import ControlPlane, Options
 from tests.cluster.node import DEFAULT_SYNC_FREQUENCY, NODE_NAME, Node
@@ -60,6 +63,25 @@ class Cluster:
     @property
     def kubeconfig(self) -> Path:
         return self.control_plane.kubeconfig
+
+    def serve_host_port(self) -> Path:
+        """Relay the host port the bubble wrapper handed over (`--forward`) to the API server.
+
+        Returns the kubeconfig to print for a host shell: one whose server is that host port, or
+        the admin kubeconfig when the wrapper forwarded nothing.
+        """
+        fd = os.environ.get(bubble.FORWARD_FD_ENV)
+        if fd is None:
+            return self.kubeconfig
+        forward.serve(int(fd), ("127.0.0.1", self.control_plane.api_port))
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = (
+            f"https://127.0.0.1:{os.environ[bubble.FORWARD_PORT_ENV]}"
+        )
+        path = self.control_plane.workdir / "host.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
 
     @property
     def image(self) -> str:

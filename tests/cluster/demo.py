@@ -34,9 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-import yaml
-
-from tests.cluster import binaries, bubble, forward
+from tests.cluster import binaries, bubble
 from tests.cluster.aws import REGION, MotoServer
 from tests.cluster.cluster import NODE_NAME, Cluster
 from tests.cluster.operator import Operator, operator_env
@@ -533,22 +531,8 @@ def _wait_for_signal() -> None:
         time.sleep(0.5)
 
 
-def _host_kubeconfig(cluster: Cluster, port: int) -> Path:
-    """The admin kubeconfig with the forwarded host port as its server, for kubectl on the host."""
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    path = cluster.control_plane.workdir / "host.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
 def _keep(out: TextIO, cluster: Cluster, aws: MotoServer, demo: Demo) -> None:
-    kubeconfig = cluster.kubeconfig
-    fd = os.environ.get(bubble.FORWARD_FD_ENV)
-    if fd is not None:
-        forward.serve(int(fd), ("127.0.0.1", cluster.control_plane.api_port))
-        kubeconfig = _host_kubeconfig(cluster, int(os.environ[bubble.FORWARD_PORT_ENV]))
+    kubeconfig = cluster.serve_host_port()
     out.write("\nStill running. In another shell:\n")
     out.write(f"  export KUBECONFIG={kubeconfig}\n")
     if shutil.which("kubectl") is None:
