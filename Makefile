@@ -45,6 +45,10 @@ deps: venv ## Install the Debian packages the cluster needs (libseccomp-dev, bus
 tools: deps ## Build (or find) the cluster binaries from Go modules, and print how long it took.
 	$(PY) -m tests.cluster.binaries
 
+.PHONY: images
+images: deps ## Build the node tests' app images from Debian packages (python3, nodejs) when missing; print sizes.
+	$(PY) -m tests.cluster.app_images
+
 .PHONY: lint
 lint: venv ## ruff, mypy (strict) and the import-linter layer contracts.
 	$(VENV)/bin/ruff check .
@@ -58,7 +62,7 @@ fmt: venv ## Format and autofix with ruff.
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: lint tools ## Run every check and test against a real local control plane and emulated AWS.
+test: lint tools images ## Run every check and test against a real local control plane and emulated AWS.
 	$(PY) -m tests.cluster.bubble -- $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -6,6 +6,7 @@ the sandbox ("pause") image, whose command is `sleep infinity`, and the workload
 (`WORKLOAD`). The archive is an OCI image layout (`oci-layout`, `index.json` with the
 `io.containerd.image.name` annotation, blobs) that `ctr images import` takes. It is cached under
 `.cache/images/`, keyed by its inputs, and written reproducibly (fixed times and owners).
+`write_oci_archive` is the writer; `debian_image.py` uses it for images built from Debian packages.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,11 +82,13 @@ def _rootfs(webhook: Path) -> bytes:
     return buf.getvalue()
 
 
-def _image(blobs: dict[str, bytes], layer: bytes, diff_id: str, cmd: list[str]) -> tuple[str, int]:
+def _image(
+    blobs: dict[str, bytes], layer: bytes, diff_id: str, config_section: dict[str, Any]
+) -> tuple[str, int]:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": [_PATH_ENV], "Cmd": cmd, "WorkingDir": "/"},
+        "config": config_section,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
     config_bytes = json.dumps(config, sort_keys=True).encode()
@@ -110,13 +114,17 @@ def _image(blobs: dict[str, bytes], layer: bytes, diff_id: str, cmd: list[str]) 
     return _sha(manifest_bytes), len(manifest_bytes)
 
 
-def _write_archive(path: Path, webhook: Path, workload: str, sandbox: str) -> None:
-    rootfs = _rootfs(webhook)
+def write_oci_archive(path: Path, rootfs: bytes, images: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Write an OCI image layout tar at `path`: one gzip layer (`rootfs`, a tar) shared by `images`.
+
+    Each image is (name, its config section: Env, Cmd, Entrypoint, User, WorkingDir, ...). The
+    same inputs give the same bytes, so the archive's digests are stable.
+    """
     layer = gzip.compress(rootfs, compresslevel=6, mtime=0)
     blobs: dict[str, bytes] = {_sha(layer): layer}
     entries = []
-    for name, cmd in ((workload, ["sh"]), (sandbox, ["sleep", "infinity"])):
-        digest, size = _image(blobs, layer, _sha(rootfs), cmd)
+    for name, config_section in images:
+        digest, size = _image(blobs, layer, _sha(rootfs), config_section)
         entries.append(
             {
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -139,6 +147,15 @@ def _write_archive(path: Path, webhook: Path, workload: str, sandbox: str) -> No
         for digest, data in sorted(blobs.items()):
             _add(tar, f"blobs/sha256/{digest.split(':', 1)[1]}", data=data, mode=0o644)
     tmp.replace(path)
+
+
+def _write_archive(path: Path, webhook: Path, workload: str, sandbox: str) -> None:
+    def config(cmd: list[str]) -> dict[str, Any]:
+        return {"Env": [_PATH_ENV], "Cmd": cmd, "WorkingDir": "/"}
+
+    write_oci_archive(
+        path, _rootfs(webhook), [(workload, config(["sh"])), (sandbox, config(["sleep", "infinity"]))]
+    )
 
 
 def busybox_images() -> Images:

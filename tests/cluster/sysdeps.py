@@ -1,8 +1,9 @@
 """Install the Debian packages the local cluster needs, before anything enters the bubble.
 
 runc is built with cgo against libseccomp (so `libseccomp-dev` and `pkg-config`), the images
-are made from `busybox-static`, and kube-proxy and the bubble need `iptables`, `iproute2`
-(`ip`) and `conntrack`. Installing downloads, so this runs on the host, never inside the bubble.
+are made from `busybox-static` and (with `mmdebstrap`) from Debian packages, and kube-proxy and
+the bubble need `iptables`, `iproute2` (`ip`) and `conntrack`. Installing downloads, so this runs
+on the host, never inside the bubble.
 Quick and silent when everything is present: `apt-get update` runs only when something is missing.
 
 `python -m tests.cluster.sysdeps` (`make deps`) installs what is missing.
@@ -25,6 +26,7 @@ PACKAGES: tuple[str, ...] = (
     "iproute2",
     "conntrack",
     "util-linux",  # unshare, nsenter
+    "mmdebstrap",  # root filesystems of the images built from Debian packages (debian_image.py)
 )
 
 
