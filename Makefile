@@ -116,6 +116,10 @@ deploy: venv ## Install or upgrade the Helm chart (CRDs included) into the clust
 undeploy: venv ## Uninstall the Helm release (the CRDs and your objects stay; `make uninstall` removes them).
 	$(HELM) uninstall $(RELEASE) --namespace $(NAMESPACE) --ignore-not-found
 
+.PHONY: image
+image: deps ## Build the operator image without Docker (Debian python3 + PyPI wheels, OCI archive in .cache/images/); print its size and build time.
+	$(PY) -m tests.cluster.operator_image
+
 .PHONY: docker-build
 docker-build: ## Build the operator image with Docker.
 	docker build -t $(IMG) -f operator/Dockerfile .

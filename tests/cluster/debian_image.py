@@ -12,7 +12,9 @@ own apt sources file, so no mirror host is written here. Then, on the host:
 
 - PyPI wheels (`wheels`) are installed with `pip install --only-binary=:all: --target` into the
   image's `dist-packages`, by a host interpreter of the image's Python minor version (no compiler
-  is ever used; pip's console scripts, which name the host interpreter, are dropped);
+  is ever used; pip's console scripts and `direct_url.json`, which name host paths, are dropped);
+  local Python projects (`projects`) are first built into wheels (`pip wheel --no-deps`) and
+  installed the same way, with their dependencies;
 - `files` are copied in (a host file or folder each, at a path in the image);
 - `/etc/passwd` and `/etc/group` get `root` and the image's user, `nonroot` (65532);
 - Python sources are compiled inside the rootfs (`chroot ... python3 -m compileall` with
@@ -66,14 +68,23 @@ _SKIP = re.compile(r"^(dev/.+|var/cache/apt/.+|var/lib/apt/lists/.+|var/log/.+)$
 
 
 @dataclass(frozen=True)
+class Project:
+    """A local Python project (a folder with pyproject.toml) and the files its wheel is built from."""
+
+    path: Path
+    inputs: tuple[str, ...] = ("pyproject.toml",)  # files or folders, relative to `path`
+
+
+@dataclass(frozen=True)
 class Recipe:
     """What goes into an image. Every field is part of the cache key."""
 
     name: str  # the image is tmpfs-secrets.local/<name>:<key>
     packages: tuple[str, ...]  # Debian packages; their hard dependencies come along
     wheels: tuple[str, ...] = ()  # pip requirement specifiers, installed from binary wheels only
+    projects: tuple[Project, ...] = ()  # local Python projects, built into wheels and installed
     files: tuple[tuple[str, Path], ...] = ()  # (path in the image, host file or folder)
-    env: tuple[str, ...] = ()  # KEY=value, besides PATH and LANG
+    env: tuple[str, ...] = ()  # KEY=value, besides PATH and LANG; "{python}" becomes e.g. "3.11"
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     workdir: str = "/"
@@ -134,6 +145,7 @@ def key(recipe: Recipe) -> str:
     digest = hashlib.sha256()
     fields = dataclasses.asdict(recipe)
     fields["files"] = [[dest, str(src)] for dest, src in recipe.files]
+    fields["projects"] = [_project_digest(project) for project in recipe.projects]
     fields["suite"] = recipe.suite or host_suite()
     digest.update(json.dumps({"format": _FORMAT, "recipe": fields}, sort_keys=True).encode())
     digest.update(sources_file().read_bytes())
@@ -144,6 +156,19 @@ def key(recipe: Recipe) -> str:
             digest.update(f"{dest} {path.relative_to(src) if path != src else ''}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def _project_digest(project: Project) -> str:
+    """A hash of the files a project's wheel is built from."""
+    digest = hashlib.sha256()
+    for name in project.inputs:
+        source = project.path / name
+        if not source.exists():
+            raise FileNotFoundError(f"{source} (an input of the project {project.path.name}) does not exist")
+        for path in _walk(source):
+            digest.update(f"{path.relative_to(project.path)}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _archive(recipe: Recipe, image_key: str) -> Path:
@@ -193,8 +218,8 @@ def build(recipe: Recipe, say: Callable[[str], None] = _say) -> Built:
         rootfs = work / "rootfs"
         _debootstrap(recipe, rootfs, say)
         python = _python_version(rootfs)
-        if recipe.wheels:
-            _pip_install(recipe.wheels, rootfs, python, say)
+        if recipe.wheels or recipe.projects:
+            _pip_install(recipe, rootfs, python, work, say)
         _copy_files(recipe, rootfs)
         _add_user(rootfs)
         if python:
@@ -265,19 +290,30 @@ def _host_python(version: str) -> str:
 
 
 def _pip_install(
-    wheels: tuple[str, ...], rootfs: Path, python: str | None, say: Callable[[str], None]
+    recipe: Recipe, rootfs: Path, python: str | None, work: Path, say: Callable[[str], None]
 ) -> None:
     if python is None:
         raise ValueError("wheels need Python in the image: add python3 to the packages")
     step = time.monotonic()
+    host = _host_python(python)
+    pip = [host, "-m", "pip", "--disable-pip-version-check", "--quiet", "--no-cache-dir"]
+    out = work / "wheels"
+    for project in recipe.projects:
+        _run(
+            [*pip, "wheel", "--no-deps", "--wheel-dir", str(out), str(project.path)],
+            f"building a wheel of {project.path}",
+        )
+    local = sorted(str(w) for w in out.glob("*.whl"))
     target = rootfs / f"usr/local/lib/python{python}/dist-packages"
-    args = [_host_python(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "--no-compile"]
-    args += ["--only-binary=:all:", "--no-warn-script-location", "--disable-pip-version-check"]
-    args += ["--target", str(target), *wheels]
-    _run(args, f"pip install of {', '.join(wheels)}")
-    # pip's console scripts carry the host interpreter's path; `python3 -m ...` is the way in.
+    args = [*pip, "install", "--no-compile", "--only-binary=:all:", "--no-warn-script-location"]
+    args += ["--target", str(target), *recipe.wheels, *local]
+    _run(args, f"pip install of {', '.join(recipe.wheels + tuple(Path(w).name for w in local))}")
+    # Console scripts and direct_url.json name host paths; `python3 -m ...` is the way in.
     shutil.rmtree(target / "bin", ignore_errors=True)
-    say(f"wheels {', '.join(wheels)} installed in {time.monotonic() - step:.0f}s")
+    for url in target.glob("*.dist-info/direct_url.json"):
+        url.unlink()
+    installed = sorted(d.name.removesuffix(".dist-info") for d in target.glob("*.dist-info"))
+    say(f"{len(installed)} Python distributions installed in {time.monotonic() - step:.0f}s")
 
 
 def _copy_files(recipe: Recipe, rootfs: Path) -> None:
@@ -365,7 +401,7 @@ def _config(recipe: Recipe, python: str | None) -> dict[str, object]:
     env = [PATH_ENV, "LANG=C.UTF-8", f"HOME={HOME}"]
     if python:
         env += ["PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"]
-    env += list(recipe.env)
+    env += [item.replace("{python}", python or "") for item in recipe.env]
     config: dict[str, object] = {"Env": env, "User": f"{USER_ID}:{USER_ID}", "WorkingDir": recipe.workdir}
     if recipe.entrypoint:
         config["Entrypoint"] = list(recipe.entrypoint)
