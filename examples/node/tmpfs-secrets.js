@@ -130,7 +130,8 @@ class Secrets {
    */
   watch(onChange, { persistent = true } = {}) {
     if (!isDir(this.path)) return { close() {} };
-    let last = (this.invalidate(), this.version());
+    this.invalidate();
+    let last = this.version();
     const check = () => {
       this.invalidate();
       const now = this.version();
