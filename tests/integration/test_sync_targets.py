@@ -28,13 +28,25 @@ def _es(name: str, target: str, policy: str, *, delivery: str = "Secret") -> str
     )
 
 
-def _secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, object]:
+def _secret(
+    namespace: str,
+    name: str,
+    data: dict[str, str],
+    *,
+    annotations: dict[str, str] | None = None,
+    kind: str = "Opaque",
+    labels: dict[str, str] | None = None,
+) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
+        "type": kind,
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations, "labels": labels},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
+
+
+MERGE_OK = {"tmpfs-secrets.io/allow-merge": "true"}
 
 
 def test_owner_is_collected_and_orphan_stays(
@@ -76,7 +88,9 @@ def test_merge_adds_keys_to_an_existing_secret_and_waits_for_it(
     assert "creationPolicy Merge" in cond["message"]
     assert kube.secret("app-config", namespace) is None  # Merge never creates
 
-    kube.core.create_namespaced_secret(namespace, _secret(namespace, "app-config", {"LOG_LEVEL": "debug"}))
+    kube.core.create_namespaced_secret(
+        namespace, _secret(namespace, "app-config", {"LOG_LEVEL": "debug"}, annotations=MERGE_OK)
+    )
     kube.wait_ready("merged", namespace, reason="Synced", timeout=60)
     assert kube.secret_data("app-config", namespace) == {
         "LOG_LEVEL": "debug",
@@ -105,11 +119,59 @@ def test_owner_refuses_a_secret_it_does_not_manage(
     apply_yaml(with_interval(SHOP_DB, "2s"), namespace=namespace)
 
     cond = kube.wait_ready("shop-db", namespace, status="False", reason="TargetConflict")
-    assert "not managed by this ExternalSecret" in cond["message"] and "Merge" in cond["message"]
+    assert "not managed by this ExternalSecret" in cond["message"] and "Merge" not in cond["message"]
     after = kube.secret("shop-db", namespace)
     assert after is not None and before is not None
     assert after.metadata.resource_version == before.metadata.resource_version
     assert kube.secret_data("shop-db", namespace) == {"HANDMADE": "yes"}
+
+
+def test_merge_writes_only_into_secrets_that_opt_in(
+    operator: Operator, shop: Shop, namespace: str, kube: Kube, apply_yaml: Callable[..., str]
+) -> None:
+    helm = {"owner": "helm", "name": "shop", "status": "deployed"}
+    targets = {
+        # name: (Secret, the words the refusal must contain)
+        "plain": (_secret(namespace, "plain", {"A": "1"}), "allow-merge"),
+        "token": (
+            _secret(
+                namespace,
+                "token",
+                {"A": "1"},
+                annotations={"kubernetes.io/service-account.name": "default", **MERGE_OK},
+                kind="kubernetes.io/service-account-token",
+            ),
+            "kubernetes.io/service-account-token",
+        ),
+        "release": (
+            _secret(
+                namespace, "release", {"A": "1"}, annotations=MERGE_OK, kind="helm.sh/release.v1", labels=helm
+            ),
+            "helm.sh/release.v1",
+        ),
+        "taken": (
+            _secret(
+                namespace,
+                "taken",
+                {"A": "1"},
+                annotations={**MERGE_OK, "tmpfs-secrets.io/external-secret": "someone-else"},
+            ),
+            "another ExternalSecret",
+        ),
+    }
+    for secret, _ in targets.values():
+        kube.core.create_namespaced_secret(namespace, secret)
+    before = {name: kube.secret(name, namespace) for name in targets}
+    apply_examples(apply_yaml, namespace, "secretstore-secretsmanager.yaml")
+    for name in targets:
+        apply_yaml(_es(f"m-{name}", name, "Merge"), namespace=namespace)
+    for name, (_, words) in targets.items():
+        cond = kube.wait_ready(f"m-{name}", namespace, status="False", reason="TargetConflict")
+        assert words in cond["message"], cond["message"]
+    for name, old in before.items():
+        now = kube.secret(name, namespace)
+        assert now is not None and old is not None
+        assert now.metadata.resource_version == old.metadata.resource_version, name
 
 
 def test_direct_delivery_writes_no_secret(

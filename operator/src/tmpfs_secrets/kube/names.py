@@ -30,6 +30,8 @@ MANAGED_BY = "tmpfs-secrets"
 CONTENT_HASH_ANNOTATION = f"{GROUP}/content-hash"
 EXTERNAL_SECRET_ANNOTATION = f"{GROUP}/external-secret"  # which ExternalSecret writes this Secret
 REFRESH_ANNOTATION = f"{GROUP}/refresh-requested"
+# A Secret opts in to `creationPolicy: Merge` with this annotation set to "true".
+MERGE_ANNOTATION = f"{GROUP}/allow-merge"
 COMPONENT = "tmpfs-secrets"
 
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"

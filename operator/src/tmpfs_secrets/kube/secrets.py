@@ -8,7 +8,8 @@ ExternalSecret's Secret is created without a read first; only a 409 (it exists) 
 
 creationPolicy: Owner creates the Secret with an ownerReference (garbage-collected with the
 ExternalSecret); Orphan creates it without one (it stays); Merge only adds keys to a Secret that
-someone else created.
+someone else created and that opts in with the annotation `tmpfs-secrets.io/allow-merge: "true"`,
+and never to a ServiceAccount token, a Helm release record or another ExternalSecret's Secret.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tmpfs_secrets.kube.names import (
     EXTERNAL_SECRET_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    MERGE_ANNOTATION,
 )
 from tmpfs_secrets.kube.rest import JSON, KubeApiError, Rest, core_path
 
@@ -47,6 +49,34 @@ class _Written:
     policy: str
     content_hash: str
     removed: frozenset[str]
+
+
+# Secret types the operator never writes into, whatever they say: credentials Kubernetes itself
+# issues, and Helm's record of a release (rewriting it corrupts the release).
+_NEVER_MERGED = ("kubernetes.io/service-account-token", "helm.sh/release.v1")
+
+
+def merge_refusal(secret: Mapping[str, Any], es_name: str, es_uid: str) -> str | None:
+    """Why `creationPolicy: Merge` may not write into this existing Secret; None if it may."""
+    meta = secret.get("metadata") or {}
+    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    kind = str(secret.get("type") or "Opaque")
+    if kind in _NEVER_MERGED or (meta.get("labels") or {}).get("owner") == "helm":
+        return f"it is of type {kind}, which the operator never writes into"
+    owner = annotations.get(EXTERNAL_SECRET_ANNOTATION)
+    others = [
+        o
+        for o in meta.get("ownerReferences") or []
+        if o.get("kind") == EXTERNAL_SECRET.kind and o.get("uid") != es_uid
+    ]
+    if (owner is not None and owner != es_name) or others:
+        return "another ExternalSecret writes it"
+    if annotations.get(MERGE_ANNOTATION) != "true":
+        return (
+            f'it does not opt in: its owner can annotate it with {MERGE_ANNOTATION}: "true" to let '
+            "ExternalSecrets of this namespace add keys to it"
+        )
+    return None
 
 
 def encode(data: Mapping[str, bytes]) -> dict[str, str]:
@@ -142,9 +172,17 @@ class SecretWriter:
         if target.creation_policy != "Merge" and not ours:
             raise TargetError(
                 Reason.TARGET_CONFLICT,
-                f"Secret {where} already exists and is not managed by this ExternalSecret; delete it, "
-                "choose another target.name, or set target.creationPolicy: Merge to add keys to it",
+                f"Secret {where} already exists and is not managed by this ExternalSecret; choose "
+                "another target.name, or delete that Secret if nothing else needs it",
             )
+        if target.creation_policy == "Merge" and not ours:
+            refusal = merge_refusal(secret, es.name, es.uid)
+            if refusal is not None:
+                raise TargetError(
+                    Reason.TARGET_CONFLICT,
+                    f"creationPolicy Merge may not write into Secret {where}: {refusal}; "
+                    "or choose another target.name",
+                )
         if secret.get("immutable"):
             raise TargetError(
                 Reason.TARGET_CONFLICT,
