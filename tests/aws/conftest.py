@@ -111,7 +111,17 @@ class Harness:
 async def harness(aws: MotoServer) -> AsyncIterator[Harness]:
     rec = RecordingSink()
     kube = KubeReads()
-    engine = Engine(kube, rec, EngineSettings(store_grace=0.0, backoff_base=0.2, backoff_cap=1.0))
+    engine = Engine(
+        kube,
+        rec,
+        EngineSettings(
+            store_grace=0.0,
+            backoff_base=0.2,
+            backoff_cap=1.0,
+            allow_operator_identity=True,
+            min_refresh_interval=1.0,
+        ),
+    )
     await engine.start()
     try:
         yield Harness(engine, rec, kube, aws)

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 # The recorder reads its settings when moto is imported; set them first.
 _RECORDING = Path(tempfile.mkdtemp(prefix="tmpfs-secrets-moto-")) / "recording.jsonl"
@@ -90,10 +90,20 @@ class _FaultLayer:
 
                 environ["wsgi.input"] = io.BytesIO(body)
             return self.app(environ, start_response)
-        payload = json.dumps({"__type": fault.code, "message": fault.message}).encode()
+        if not fault.code:  # a bare HTTP status, as a proxy or a load balancer might answer
+            payload, content_type = b"", "text/plain"
+        elif "X-Amz-Target" in headers:  # JSON protocols (Secrets Manager, SSM)
+            payload = json.dumps({"__type": fault.code, "message": fault.message}).encode()
+            content_type = "application/x-amz-json-1.1"
+        else:  # query protocols (STS) answer in XML
+            payload = (
+                f"<ErrorResponse><Error><Type>Sender</Type><Code>{fault.code}</Code>"
+                f"<Message>{fault.message}</Message></Error><RequestId>0</RequestId></ErrorResponse>"
+            ).encode()
+            content_type = "text/xml"
         start_response(
             f"{fault.status} Injected",
-            [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))],
+            [("Content-Type", content_type), ("Content-Length", str(len(payload)))],
         )
         return [payload]
 
@@ -205,6 +215,19 @@ class MotoServer:
             body = entry.get("body") or ""
             raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
             out.append(operation_of(entry.get("headers", {}), raw))
+        return out
+
+    def request_bodies(self, operation: str) -> list[str]:
+        """The bodies of the recorded (answered by moto, not faulted) calls of one operation."""
+        out = []
+        for line in recorder.download_recording().splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            body = entry.get("body") or ""
+            raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
+            if operation_of(entry.get("headers", {}), raw) == operation:
+                out.append(unquote_plus(raw.decode("utf-8", "replace")))
         return out
 
     def call_counts(self) -> collections.Counter[str]:

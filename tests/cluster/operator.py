@@ -42,6 +42,11 @@ class Operator:
     env: dict[str, str]
     log: Path
     args: list[str] = field(default_factory=list)
+    # The examples read AWS with the operator's identity through SecretStores, and tests use
+    # short intervals: settings a real install leaves at their defaults.
+    base_args: list[str] = field(
+        default_factory=lambda: ["--allow-operator-identity-for-secretstores", "--min-refresh-interval=1s"]
+    )
     log_format: str = "json"
     process: Process | None = None
     starts: int = 0
@@ -49,7 +54,16 @@ class Operator:
     def start(self, timeout: float = 60.0) -> Operator:
         assert self.process is None or not self.process.alive(), "the operator is already running"
         begin = self._log_size()
-        argv = [sys.executable, "-m", "tmpfs_secrets", "run", "--log-format", self.log_format, *self.args]
+        argv = [
+            sys.executable,
+            "-m",
+            "tmpfs_secrets",
+            "run",
+            "--log-format",
+            self.log_format,
+            *self.base_args,
+            *self.args,
+        ]
         self.process = Process("operator", argv, self.log, env=self.env, cwd=REPO).start()
         self.starts += 1
         deadline = time.monotonic() + timeout

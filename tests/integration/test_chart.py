@@ -103,6 +103,19 @@ def test_chart_renders_a_restricted_operator() -> None:
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=shop", "--namespace=billing"]
 
 
+def test_chart_keeps_the_operator_identity_from_secretstores_unless_allowed() -> None:
+    def args(*sets: str) -> list[str]:
+        docs = by_kind(render("ops", "tmpfs-secrets", *sets))
+        return list(docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    default = args()
+    assert "--allow-operator-identity-for-secretstores" not in default
+    assert "--min-refresh-interval=10" in default
+    allowed = args("operator.allowOperatorIdentityForSecretStores=true", "operator.minRefreshInterval=30")
+    assert "--allow-operator-identity-for-secretstores" in allowed
+    assert "--min-refresh-interval=30" in allowed
+
+
 def test_chart_passes_server_side_validation(control_plane: ControlPlane, namespace: str) -> None:
     manifest = yaml.safe_dump_all(render("dry", namespace))
     out = control_plane.kubectl(

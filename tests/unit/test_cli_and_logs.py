@@ -32,6 +32,9 @@ def test_run_options_become_settings() -> None:
             "--liveness",
             "http://0.0.0.0:8080/healthz",
             "-v",
+            "--allow-operator-identity-for-secretstores",
+            "--min-refresh-interval",
+            "30s",
         ]
     )
     settings = cli.settings_from(args)
@@ -43,8 +46,12 @@ def test_run_options_become_settings() -> None:
         log_format="json",
         liveness="http://0.0.0.0:8080/healthz",
         verbose=True,
+        allow_operator_identity=True,
+        min_refresh_interval=30.0,
     )
     assert not settings.clusterwide
+    defaults = cli.settings_from(cli.build_parser().parse_args(["run"]))
+    assert not defaults.allow_operator_identity and defaults.min_refresh_interval == 10.0
     assert cli.settings_from(cli.build_parser().parse_args(["run"])).clusterwide
 
 

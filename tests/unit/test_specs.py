@@ -113,7 +113,7 @@ def test_store_parsing() -> None:
 )
 def test_store_errors(body: dict[str, Any], field: str | None) -> None:
     if field is None:  # an empty auth is the default identity
-        assert parse_store(body).auth is None
+        assert parse_store(body, allow_operator_identity=True).auth is None
         return
     with pytest.raises(SpecError, match=field):
         parse_store(body)
@@ -136,7 +136,7 @@ def test_cluster_store_conditions() -> None:
     assert not spec.admits("x", {"team": "a", "env": "dev"})
     assert not spec.admits("x", {})
     assert parse_store(store("ClusterSecretStore")).admits("anything", {})
-    assert not parse_store(store()).admits("other", {})
+    assert not parse_store(store(), allow_operator_identity=True).admits("other", {})
 
 
 def test_conditions_only_on_cluster_store() -> None:
@@ -156,3 +156,18 @@ def test_selector_operators() -> None:
     assert not sel.matches({"a": "1", "c": "", "d": "z"})
     assert not sel.matches({"a": "2", "c": ""})
     assert LabelSelector().matches({})
+
+
+def test_operator_identity_is_only_for_secretstores_when_allowed() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_store(store())
+    assert "serviceAccountRef" in err.value.message and "role" in err.value.message
+    assert err.value.reason is Reason.INVALID_SPEC
+    with pytest.raises(SpecError, match="operator's own identity"):
+        parse_store(store(auth={}))
+    assert parse_store(store(), allow_operator_identity=True).auth is None
+    # A role on top, a tenant ServiceAccount or static keys: not the operator's identity alone.
+    assert parse_store(store(role="arn:aws:iam::111122223333:role/r")).role is not None
+    assert parse_store(store(auth={"serviceAccountRef": {"name": "a"}})).auth is not None
+    # ClusterSecretStores are made by admins: they may always use it.
+    assert parse_store(store("ClusterSecretStore")).auth is None

@@ -90,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve a liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz (default: none)",
     )
+    run.add_argument(
+        "--allow-operator-identity-for-secretstores",
+        dest="allow_operator_identity",
+        action="store_true",
+        help="let a SecretStore without auth and role read AWS with the operator's own identity "
+        "(IRSA, Pod Identity); off by default, because any namespace that may create a SecretStore "
+        "could then read whatever the operator may read. ClusterSecretStores always may",
+    )
+    run.add_argument(
+        "--min-refresh-interval",
+        type=_seconds,
+        default=Settings.min_refresh_interval,
+        metavar="SECONDS",
+        help="the smallest refreshInterval an ExternalSecret may ask for; 0 (fetch once) is always "
+        "allowed (default: %(default)s)",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     return parser
 
@@ -103,6 +119,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         liveness=args.liveness,
         verbose=args.verbose,
+        allow_operator_identity=args.allow_operator_identity,
+        min_refresh_interval=args.min_refresh_interval,
     )
 
 

@@ -25,6 +25,10 @@ class Settings:
     verbose: bool = False
     kubeconfig: str | None = None  # None: $KUBECONFIG, ~/.kube/config, then in-cluster
     failure_event_interval: float = 300.0  # seconds between SyncFailed events of one object
+    # A SecretStore without auth and role would read AWS with the operator's own identity: only
+    # when an admin allows it (ClusterSecretStores, which only admins create, always may).
+    allow_operator_identity: bool = False
+    min_refresh_interval: float = 10.0  # the smallest refreshInterval accepted (0, fetch once, aside)
 
     @property
     def clusterwide(self) -> bool:
@@ -37,5 +41,7 @@ class Settings:
             raise ValueError("aws_threads must be at least 1")
         if self.cache_ttl < 0:
             raise ValueError("cache_ttl must not be negative")
+        if self.min_refresh_interval < 0:
+            raise ValueError("min_refresh_interval must not be negative")
         if self.log_format not in ("text", "json"):
             raise ValueError("log_format must be 'text' or 'json'")

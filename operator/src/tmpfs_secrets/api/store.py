@@ -81,8 +81,12 @@ class StoreSpec:
         return any(c.selector is not None for c in self.conditions)
 
 
-def parse_store(body: Mapping[str, Any]) -> StoreSpec:
-    """Parse a SecretStore or ClusterSecretStore object; raises SpecError saying what to change."""
+def parse_store(body: Mapping[str, Any], *, allow_operator_identity: bool = False) -> StoreSpec:
+    """Parse a SecretStore or ClusterSecretStore object; raises SpecError saying what to change.
+
+    `allow_operator_identity` is the operator's setting: whether a SecretStore without `auth` and
+    `role` may read AWS with the operator's own identity (a ClusterSecretStore always may).
+    """
     kind = body.get("kind", "SecretStore")
     if kind not in KINDS:
         raise SpecError(f"kind {kind!r} is not a store; use SecretStore or ClusterSecretStore")
@@ -108,6 +112,14 @@ def parse_store(body: Mapping[str, Any]) -> StoreSpec:
         raise SpecError("spec.provider.aws.externalID is only used with role; set role or remove externalID")
     auth = _parse_auth(aws, kind, namespace)
     conditions = _parse_conditions(spec, kind)
+    if kind == "SecretStore" and auth is None and role is None and not allow_operator_identity:
+        raise SpecError(
+            "this SecretStore has no spec.provider.aws.auth and no role, so it would read AWS with the "
+            "operator's own identity, which this operator does not allow for SecretStores; set "
+            "spec.provider.aws.auth.serviceAccountRef (a ServiceAccount of this namespace annotated with "
+            "eks.amazonaws.com/role-arn) or spec.provider.aws.role (a role whose trust policy admits "
+            "this namespace), or use a ClusterSecretStore an admin made for this namespace"
+        )
     return StoreSpec(kind, namespace, name, generation, service, region, role, external_id, auth, conditions)
 
 

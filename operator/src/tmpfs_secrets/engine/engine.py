@@ -68,7 +68,7 @@ class Engine:
         self._sink = sink
         self._clock = clock or SystemClock()
         self._aws = aws or AwsRuntime(self.settings.aws_threads, self.settings.credential_refresh_margin)
-        self._stores = Stores(kube)
+        self._stores = Stores(kube, allow_operator_identity=self.settings.allow_operator_identity)
         self._cache: ValueCache[Source, Value] = ValueCache(self.settings.cache_size, self._clock.now)
         self._es: dict[ObjectRef, _Es] = {}
         self._users: dict[Source, set[ObjectRef]] = {}
@@ -243,15 +243,22 @@ class Engine:
             run_now = list(sources)
         else:
             # A source already being fetched is not fetched again: that batch reports to every
-            # user of the source when it completes, this object included.
+            # user of the source when it completes, this object included. A cached value is
+            # served only if it is younger than this object's own interval: access revoked in
+            # AWS shows at once for a new object, not after another object's longer interval.
+            oldest = self._clock.now() - spec.refresh_interval
             run_now = [
                 s
                 for s in sources
-                if (self._cache.get(s) is None or s in self._errors) and not self._plan.in_flight(s)
+                if not self._plan.in_flight(s) and (s in self._errors or not self._fresh(s, oldest))
             ]
         self._plan.set_owner(ref, dict.fromkeys(sources, spec.refresh_interval), self._clock.now(), run_now)
         self._scheduler.wake()
         await self._evaluate(ref)
+
+    def _fresh(self, src: Source, oldest: float) -> bool:
+        entry = self._cache.get(src)
+        return entry is not None and entry.fetched_at > oldest
 
     async def _reresolve(self, key: StoreKey) -> None:
         for ref, state in list(self._es.items()):

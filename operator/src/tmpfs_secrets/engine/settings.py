@@ -19,6 +19,8 @@ class EngineSettings:
     once_spread: float = 30.0  # spread of first fetches after a restart for refreshInterval 0
     store_grace: float = 10.0  # after start, wait this long for stores before reporting StoreNotFound
     coalesce_window: float = 0.1  # urgent fetches of one group wait this long after its last batch
+    allow_operator_identity: bool = False  # SecretStores without auth and role may use the operator's
+    min_refresh_interval: float = 10.0  # refreshIntervals below this (0 aside) are InvalidSpec
 
     @classmethod
     def of(cls, settings: EngineSettings | Settings | None) -> EngineSettings:
@@ -30,5 +32,7 @@ class EngineSettings:
                 aws_threads=settings.aws_threads,
                 cache_ttl=settings.cache_ttl,
                 max_concurrent_batches=settings.aws_threads,
+                allow_operator_identity=settings.allow_operator_identity,
+                min_refresh_interval=settings.min_refresh_interval,
             )
         return settings

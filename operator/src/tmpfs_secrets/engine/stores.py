@@ -22,6 +22,7 @@ from tmpfs_secrets.providers.aws.credentials import (
     StaticAuth,
     WebIdentityAuth,
     session_name,
+    session_tags,
 )
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,9 @@ def store_key(kind: str, namespace: str | None, name: str) -> StoreKey:
 
 
 class Stores:
-    def __init__(self, kube: KubeReads) -> None:
+    def __init__(self, kube: KubeReads, *, allow_operator_identity: bool = False) -> None:
         self._kube = kube
+        self._allow_operator_identity = allow_operator_identity
         self._stores: dict[StoreKey, StoreRuntime] = {}
 
     def get(self, key: StoreKey) -> StoreRuntime | None:
@@ -57,7 +59,7 @@ class Stores:
         meta = body.get("metadata") or {}
         key = store_key(kind, meta.get("namespace"), str(meta.get("name", "")))
         try:
-            spec = parse_store(body)
+            spec = parse_store(body, allow_operator_identity=self._allow_operator_identity)
         except SpecError as exc:
             runtime = StoreRuntime(_placeholder(key), None, StoreError(exc.message, Reason.INVALID_SPEC))
             self._stores[key] = runtime
@@ -112,7 +114,7 @@ class Stores:
         return runtime
 
     async def _build_auth(self, spec: StoreSpec) -> Auth:
-        session = session_name(spec.namespace, spec.name)
+        session = session_name(spec.kind, spec.namespace, spec.name)
         base: Auth = DefaultAuth()
         if spec.auth is not None and spec.auth.service_account is not None:
             base = await self._web_identity(spec, *spec.auth.service_account, session)
@@ -130,7 +132,8 @@ class Stores:
                 lambda: self._kube.secret_value(secret_ref.namespace, secret_ref.name, secret_ref.key),
             )
         if spec.role:
-            return AssumeRoleAuth(base, spec.role, spec.external_id, session, spec.region)
+            tags = session_tags(spec.kind, spec.namespace, spec.name)
+            return AssumeRoleAuth(base, spec.role, spec.external_id, session, spec.region, tags)
         return base
 
     async def _web_identity(self, spec: StoreSpec, namespace: str, name: str, session: str) -> Auth:

@@ -4,7 +4,11 @@
   botocore itself;
 - static: keys from a Kubernetes Secret (read through a callable, for local development);
 - web identity: a tenant ServiceAccount's token exchanged with AssumeRoleWithWebIdentity;
-- role: sts:AssumeRole on top of any of those, session name `<namespace>.<store>`.
+- role: sts:AssumeRole on top of any of those, with session tags naming the namespace and store
+  (dropped, and remembered as such, when the role's trust policy refuses sts:TagSession).
+
+Every AssumeRole* call names its session after the store (`session_name`), so CloudTrail and IAM
+conditions (`sts:RoleSessionName`, `aws:RequestTag/kubernetes-namespace`) can tell tenants apart.
 
 Every auth has an `identity`, a hashable key that names exactly whose permissions a value was
 read with; caches are keyed by it so one tenant's values are never served to another.
@@ -12,17 +16,31 @@ read with; caches are keyed by it so one tenant's values are never served to ano
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
+from tmpfs_secrets.errors import Reason
+from tmpfs_secrets.providers.aws.errors import reason_of
 from tmpfs_secrets.providers.base import Identity
 
 if TYPE_CHECKING:
     from tmpfs_secrets.providers.aws.clients import AwsRuntime
 
+log = logging.getLogger(__name__)
+
 MAX_SESSION_NAME = 64
+SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
+_HASH_LEN = 10
+NAMESPACE_TAG = "kubernetes-namespace"  # the key EKS Pod Identity uses too, so policies carry over
+STORE_TAG = "secret-store"
+STORE_KIND_TAG = "secret-store-kind"
 TokenSource = Callable[[], Awaitable[str]]
 SecretSource = Callable[[], Awaitable[str]]
 
@@ -35,10 +53,27 @@ class Credentials:
     expires_at: float | None = None  # unix time; None: does not expire
 
 
-def session_name(namespace: str | None, store: str) -> str:
-    """`<namespace>.<store>` (just the store for a ClusterSecretStore), cut to STS's 64 characters."""
-    name = f"{namespace}.{store}" if namespace else store
-    return name[:MAX_SESSION_NAME]
+def session_name(kind: str, namespace: str | None, store: str) -> str:
+    """The role session name of a store: `<namespace>.<store>` for a SecretStore, `cluster@<store>`
+    for a ClusterSecretStore.
+
+    Kubernetes names never contain '@' or '=' and namespaces never contain '.', so the two kinds
+    never collide and the first '.' splits namespace from store. A name longer than STS's 64
+    characters keeps its start and ends with '=' and a hash of the full name, so it stays unique.
+    """
+    full = f"{namespace}.{store}" if kind == "SecretStore" else f"cluster@{store}"
+    if len(full) <= MAX_SESSION_NAME:
+        return full
+    digest = hashlib.sha256(f"{kind}/{namespace or ''}/{store}".encode()).hexdigest()[:_HASH_LEN]
+    return f"{full[: MAX_SESSION_NAME - _HASH_LEN - 1]}={digest}"
+
+
+def session_tags(kind: str, namespace: str | None, store: str) -> tuple[tuple[str, str], ...]:
+    """Session tags for attribute-based policies: the namespace (SecretStores) and the store."""
+    tags = [(STORE_KIND_TAG, kind), (STORE_TAG, store)]
+    if kind == "SecretStore" and namespace:
+        tags.insert(0, (NAMESPACE_TAG, namespace))
+    return tuple(tags)
 
 
 class Auth(ABC):
@@ -96,19 +131,42 @@ class WebIdentityAuth(Auth):
 
 
 class AssumeRoleAuth(Auth):
-    def __init__(self, base: Auth, role_arn: str, external_id: str | None, session: str, region: str) -> None:
+    def __init__(
+        self,
+        base: Auth,
+        role_arn: str,
+        external_id: str | None,
+        session: str,
+        region: str,
+        tags: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.identity = ("role", *base.identity, role_arn, external_id or "", session)
         self.base = base
         self.role_arn = role_arn
         self.external_id = external_id
         self.session = session
         self.region = region
+        self.tags = tags
+        self.tags_refused = False  # the role's trust policy does not allow sts:TagSession
 
     async def credentials(self, aws: AwsRuntime) -> Credentials | None:
         sts = await aws.client(self.base, "sts", self.region)
         kwargs: dict[str, Any] = {"RoleArn": self.role_arn, "RoleSessionName": self.session}
         if self.external_id:
             kwargs["ExternalId"] = self.external_id
+        if self.tags and not self.tags_refused:
+            try:
+                tags = [{"Key": k, "Value": v} for k, v in self.tags]
+                return _from_sts(await aws.call(sts.assume_role, **kwargs, Tags=tags))
+            except ClientError as exc:
+                if reason_of(exc) is not Reason.ACCESS_DENIED:
+                    raise
+            # The role may trust us without allowing sts:TagSession: try once more without tags
+            # and remember it, so every later renewal costs one call.
+            response = await aws.call(sts.assume_role, **kwargs)
+            self.tags_refused = True
+            log.info("role %s refused session tags; it is assumed without them", self.role_arn)
+            return _from_sts(response)
         return _from_sts(await aws.call(sts.assume_role, **kwargs))
 
 

@@ -41,6 +41,19 @@ def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
 
+def status_of(exc: ClientError) -> int:
+    meta = exc.response.get("ResponseMetadata", {})
+    return int(meta.get("HTTPStatusCode") or 0)
+
+
+def reason_of(exc: ClientError) -> Reason:
+    """The reason of an AWS error by its code; an HTTP 403 whose code is unknown is AccessDenied."""
+    reason = reason_for(error_code(exc))
+    if reason is Reason.PROVIDER_ERROR and status_of(exc) == 403:
+        return Reason.ACCESS_DENIED
+    return reason
+
+
 def reason_for(code: str) -> Reason:
     if code.startswith(_ACCESS):
         return Reason.ACCESS_DENIED
