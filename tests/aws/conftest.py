@@ -119,7 +119,7 @@ async def harness(aws: MotoServer) -> AsyncIterator[Harness]:
             backoff_base=0.2,
             backoff_cap=1.0,
             allow_operator_identity=True,
-            min_refresh_interval=1.0,
+            min_refresh_interval=0.1,
         ),
     )
     await engine.start()

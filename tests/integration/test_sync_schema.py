@@ -37,7 +37,7 @@ CASES = [
         ES,
         "ExternalSecret",
         REF + "  refreshInterval: 5 minutes\n  data: [{secretKey: A, remoteRef: {key: k}}]\n",
-        "refreshInterval must be a duration such as 1h",
+        "refreshInterval must be 0 (fetch once) or a duration such as 1h",
     ),
     (
         ES,

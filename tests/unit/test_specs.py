@@ -86,12 +86,12 @@ def store(kind: str = "SecretStore", **aws: Any) -> dict[str, Any]:
 
 def test_store_parsing() -> None:
     spec = parse_store(
-        store(role="arn:aws:iam::111122223333:role/r", externalID="x", service="ParameterStore")
+        store(role="arn:aws:iam::111122223333:role/r", externalID="shop-ext", service="ParameterStore")
     )
     assert (spec.service, spec.role, spec.external_id, spec.namespace) == (
         "ParameterStore",
         "arn:aws:iam::111122223333:role/r",
-        "x",
+        "shop-ext",
         "shop",
     )
     sa = parse_store(store(auth={"serviceAccountRef": {"name": "reader"}}))
@@ -104,7 +104,9 @@ def test_store_parsing() -> None:
         (store(region="nowhere"), "region"),
         (store(service="Vault"), "service"),
         (store(role="not-an-arn"), "role"),
-        (store(externalID="x"), "externalID"),
+        (store(externalID="shop-ext"), "externalID"),
+        (store(role="arn:aws:iam::111122223333:role/r", externalID="x"), "externalID"),
+        (store(role="arn:aws:iam::111122223333:role/r", externalID="a b"), "externalID"),
         (store(auth={}), None),
         (store(auth={"serviceAccountRef": {"name": "a"}, "secretRef": {}}), "exactly one"),
         (store("ClusterSecretStore", auth={"serviceAccountRef": {"name": "a"}}), "namespace is required"),
@@ -171,3 +173,32 @@ def test_operator_identity_is_only_for_secretstores_when_allowed() -> None:
     assert parse_store(store(auth={"serviceAccountRef": {"name": "a"}})).auth is not None
     # ClusterSecretStores are made by admins: they may always use it.
     assert parse_store(store("ClusterSecretStore")).auth is None
+
+
+@pytest.mark.parametrize(
+    ("interval", "floor", "ok"),
+    [
+        ("5s", 10.0, False),
+        ("10s", 10.0, True),
+        ("5s", 1.0, True),
+        ("0", 10.0, True),
+        (0, 10.0, True),
+        ("87600h", 10.0, True),
+        ("87600h1s", 10.0, False),
+        ("9999999h", 10.0, False),
+    ],
+)
+def test_refresh_interval_floor_and_ceiling(interval: object, floor: float, ok: bool) -> None:
+    body = es({**BASE, "refreshInterval": interval})
+    if ok:
+        parse_external_secret(body, min_refresh_interval=floor)
+        return
+    with pytest.raises(SpecError) as err:
+        parse_external_secret(body, min_refresh_interval=floor)
+    assert "spec.refreshInterval" in err.value.message
+    assert f"from {int(floor)}s to 87600h, or 0 to fetch once" in err.value.message
+
+
+def test_the_default_floor_is_ten_seconds() -> None:
+    with pytest.raises(SpecError, match="from 10s to 87600h"):
+        parse_external_secret(es({**BASE, "refreshInterval": "1s"}))

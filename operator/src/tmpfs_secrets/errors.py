@@ -7,6 +7,7 @@ exceptions here are raised and logged in many places, so they must be safe to pr
 
 from __future__ import annotations
 
+import traceback
 from enum import StrEnum
 
 
@@ -24,6 +25,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"  # the object's spec is invalid
     THROTTLED = "Throttled"  # AWS throttled the operator; it backs off and retries
     PROVIDER_ERROR = "ProviderError"  # AWS unreachable or another AWS error
+    INTERNAL_ERROR = "InternalError"  # an unexpected failure in the operator; its log has the traceback
     # The target Secret (reported by the Kubernetes side; the engine never sees the target):
     TARGET_NOT_FOUND = "TargetNotFound"  # creationPolicy Merge and the Secret does not exist
     TARGET_CONFLICT = "TargetConflict"  # the Secret exists but is not this ExternalSecret's, or immutable
@@ -64,3 +66,29 @@ class PropertyError(SyncError):
     """A property, extract or find result cannot be turned into keys."""
 
     default_reason = Reason.INVALID_PROPERTY
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The traceback of an unexpected exception, with the exception's type but not its message.
+
+    Messages of exceptions we did not write (a codec error, a KeyError) can quote the data they
+    choked on, which may be a secret value; the frames alone say where it happened.
+    """
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 5:
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(
+            f"Traceback (most recent call last):\n{frames}{type(current).__qualname__} (message withheld)"
+        )
+        current = current.__cause__ or current.__context__
+    return "\n\nwhile handling the exception above, or caused by:\n".join(reversed(parts))
+
+
+def internal_error(what: str) -> SyncError:
+    """The status for an unexpected exception: generic, pointing at the log's traceback."""
+    return SyncError(
+        f"an unexpected error occurred while {what}; the operator's log has the details (no values); "
+        "it is retried on the next refresh",
+        Reason.INTERNAL_ERROR,
+    )

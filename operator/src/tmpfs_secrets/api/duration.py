@@ -11,6 +11,11 @@ import re
 from tmpfs_secrets.errors import SpecError
 
 DEFAULT_REFRESH_INTERVAL = 3600.0
+DEFAULT_MIN_REFRESH_INTERVAL = 10.0  # the operator's default floor (--min-refresh-interval)
+# The ceiling: ten years. Any longer and "now + interval" stops being a timestamp worth writing
+# (nextRefreshTime); the CRD checks the same bound with CEL's duration().
+MAX_REFRESH_INTERVAL = 87600 * 3600.0
+MAX_REFRESH_INTERVAL_TEXT = "87600h"
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -45,3 +50,30 @@ def parse_duration(text: object, field: str = "refreshInterval") -> float:
             "(for example '1h', '5m30s', '90s'), or '0' to fetch once"
         )
     return total
+
+
+def format_seconds(seconds: float) -> str:
+    """A short Go-style duration for messages: 10s, 1m30s, 2h."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
+
+
+def check_refresh_interval(
+    seconds: float,
+    raw: object,
+    floor: float = DEFAULT_MIN_REFRESH_INTERVAL,
+    field: str = "spec.refreshInterval",
+) -> float:
+    """`seconds` if it is 0 or within [floor, ceiling]; otherwise SpecError naming the range."""
+    if seconds == 0 or floor <= seconds <= MAX_REFRESH_INTERVAL:
+        return seconds
+    allowed = (
+        f"use a duration from {format_seconds(floor)} to {MAX_REFRESH_INTERVAL_TEXT}, or 0 to fetch once"
+    )
+    if seconds < floor:
+        raise SpecError(f"{field} {raw!r} is shorter than this operator allows; {allowed}")
+    raise SpecError(f"{field} {raw!r} is too long; {allowed}")

@@ -8,11 +8,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmpfs_secrets.api import _fields as f
-from tmpfs_secrets.api.duration import DEFAULT_REFRESH_INTERVAL, parse_duration
+from tmpfs_secrets.api.duration import (
+    DEFAULT_MIN_REFRESH_INTERVAL,
+    DEFAULT_REFRESH_INTERVAL,
+    check_refresh_interval,
+    parse_duration,
+)
 from tmpfs_secrets.errors import SpecError
 
 REFRESH_ANNOTATION = "tmpfs-secrets.io/refresh-requested"
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+# What Kubernetes accepts as a Secret key (IsConfigMapKey), said the way a user can act on.
+SECRET_KEY_RULE = (
+    "use 1 to 253 letters, digits, '-', '_' and '.', not '.' or '..', and not starting with '..'"
+)
 
 
 @dataclass(frozen=True)
@@ -72,11 +81,17 @@ class ExternalSecretSpec:
 
 
 def valid_secret_key(key: str) -> bool:
-    return bool(SECRET_KEY.match(key)) and key not in {".", ".."}
+    """What the API server accepts as a Secret key (and as a file name in a Secret volume)."""
+    return bool(SECRET_KEY.match(key)) and key != "." and not key.startswith("..")
 
 
-def parse_external_secret(body: Mapping[str, Any]) -> ExternalSecretSpec:
-    """Parse an ExternalSecret object; raises SpecError saying which field to change."""
+def parse_external_secret(
+    body: Mapping[str, Any], *, min_refresh_interval: float = DEFAULT_MIN_REFRESH_INTERVAL
+) -> ExternalSecretSpec:
+    """Parse an ExternalSecret object; raises SpecError saying which field to change.
+
+    `min_refresh_interval` is the operator's floor for refreshInterval (0, fetch once, aside).
+    """
     namespace, name, generation = f.metadata(body)
     if not namespace:
         raise SpecError("an ExternalSecret needs metadata.namespace")
@@ -89,7 +104,10 @@ def parse_external_secret(body: Mapping[str, Any]) -> ExternalSecretSpec:
         ),
     )
     raw_interval = spec.get("refreshInterval")
-    interval = DEFAULT_REFRESH_INTERVAL if raw_interval is None else parse_duration(raw_interval)
+    interval = DEFAULT_REFRESH_INTERVAL
+    if raw_interval is not None:
+        interval = parse_duration(raw_interval, "spec.refreshInterval")
+        interval = check_refresh_interval(interval, raw_interval, min_refresh_interval)
     data = tuple(_parse_data(i, raw) for i, raw in enumerate(f.items(spec, "data", "spec.data")))
     seen: set[str] = set()
     for i, item in enumerate(data):
@@ -127,9 +145,7 @@ def _parse_data(i: int, raw: object) -> DataItem:
         raise SpecError(f"{where} must be an object with secretKey and remoteRef")
     key = f.required_string(raw, "secretKey", f"{where}.secretKey")
     if not valid_secret_key(key):
-        raise SpecError(
-            f"{where}.secretKey {key!r} is not a valid Secret key; use letters, digits, '-', '_' and '.'"
-        )
+        raise SpecError(f"{where}.secretKey {key!r} is not a valid Secret key; {SECRET_KEY_RULE}")
     remote = f.mapping(raw, "remoteRef", f"{where}.remoteRef", required=True)
     return DataItem(
         key,

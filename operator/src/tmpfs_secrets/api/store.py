@@ -20,6 +20,7 @@ SERVICES = ("SecretsManager", "ParameterStore")
 KINDS = ("SecretStore", "ClusterSecretStore")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)  # what STS accepts
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ def parse_store(body: Mapping[str, Any], *, allow_operator_identity: bool = Fals
             f"spec.provider.aws.role {role!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
         )
     external_id = f.string(aws, "externalID", "spec.provider.aws.externalID")
+    if external_id is not None and not _EXTERNAL_ID.match(external_id):
+        raise SpecError("spec.provider.aws.externalID must have 2 to 1224 letters, digits or any of +=,.@:/-")
     if external_id is not None and role is None:
         raise SpecError("spec.provider.aws.externalID is only used with role; set role or remove externalID")
     auth = _parse_auth(aws, kind, namespace)

@@ -24,6 +24,8 @@ Item = DataItem | Extract | Find
 class ItemKeys:
     data: dict[str, bytes]
     versions: dict[str, str]
+    # Keys the item could not deliver (e.g. not valid Secret keys); the others are delivered.
+    problems: tuple[SyncError, ...] = ()
 
 
 Outcome = ItemKeys | SyncError | None  # None: not fetched yet
@@ -48,13 +50,13 @@ def item_keys(item: Item, source: Source, value: Value) -> ItemKeys:
             raise SourceError(
                 f"no parameters exist under {item.path}; check dataFrom.find.path", Reason.SOURCE_NOT_FOUND
             )
-        data, versions = keys.found_keys(value)
-        return ItemKeys(data, versions)
+        data, versions, problems = keys.found_keys(value)
+        return ItemKeys(data, versions, problems)
     if not isinstance(value, Fetched):
         raise PropertyError(f"{what}: expected a single value")
     if isinstance(item, Extract):
-        data = keys.extract(value, what)
-        return ItemKeys(data, dict.fromkeys(data, value.version))
+        data, problems = keys.extract(value, what)
+        return ItemKeys(data, dict.fromkeys(data, value.version), problems)
     prop = item.remote.property
     raw = keys.lookup_property(value, prop, what) if prop else value.value
     return ItemKeys({item.secret_key: raw}, {item.secret_key: value.version})
@@ -70,6 +72,7 @@ def assemble(
             if isinstance(item, Find) and previous is not None and not delete_gone:
                 outcome = _retain_vanished(item, outcome, previous, out)
             out.last_good[i] = outcome
+            out.errors.extend(outcome.problems)
             _merge(out, outcome)
         elif isinstance(outcome, SyncError):
             gone = outcome.reason is Reason.SOURCE_NOT_FOUND

@@ -22,7 +22,7 @@ from tmpfs_secrets.engine.assemble import Item, ItemKeys, Outcome, assemble, ite
 from tmpfs_secrets.engine.keys import content_hash
 from tmpfs_secrets.engine.settings import EngineSettings
 from tmpfs_secrets.engine.stores import StoreKey, Stores, store_key
-from tmpfs_secrets.errors import Reason, SpecError, SyncError
+from tmpfs_secrets.errors import Reason, SpecError, SyncError, internal_error, traceback_text
 from tmpfs_secrets.ports import KubeReads, ObjectRef, Sink, SyncFailure, SyncSuccess
 from tmpfs_secrets.providers.aws.clients import AwsRuntime
 from tmpfs_secrets.providers.aws.factory import batch_size, is_pinned, make_provider
@@ -153,13 +153,18 @@ class Engine:
         ref = ObjectRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
         state = self._es.get(ref)
         try:
-            spec = parse_external_secret(body)
-        except SpecError as exc:
+            spec = parse_external_secret(body, min_refresh_interval=self.settings.min_refresh_interval)
+        except Exception as exc:
+            error = exc if isinstance(exc, SpecError) else internal_error("reading the ExternalSecret's spec")
+            if not isinstance(exc, SpecError):
+                log.error(
+                    "parsing %s/%s failed unexpectedly:\n%s", ref.namespace, ref.name, traceback_text(exc)
+                )
             state = state or self._es.setdefault(ref, _Es(None))
             self._unsubscribe(ref, state)
             state.spec = None
             generation = int(meta.get("generation") or 0)
-            await self._fail(ref, state, exc, generation)
+            await self._fail(ref, state, error, generation)
             return
         if state is None or state.spec is None:
             state = self._es.setdefault(ref, _Es(spec))
@@ -320,9 +325,15 @@ class Engine:
             fetched = await provider.fetch([k.ref for k in keys])
             return {k: fetched[k.ref] for k in keys}
 
-        results = await self._cache.load_many(
-            batch, load, lambda v: isinstance(v, Fetched | Found), self._ttl
-        )
+        try:
+            results = await self._cache.load_many(
+                batch, load, lambda v: isinstance(v, Fetched | Found), self._ttl
+            )
+        except Exception as exc:
+            # A bug, not an AWS failure (providers turn those into per-key errors): every source
+            # of the batch reports it, so each object's status says so and the others carry on.
+            log.error("fetching %d sources failed unexpectedly:\n%s", len(batch), traceback_text(exc))
+            results = dict.fromkeys(batch, internal_error("fetching from AWS"))
         ok: dict[Source, bool] = {}
         for src, result in results.items():
             if isinstance(result, Fetched | Found):
@@ -380,6 +391,15 @@ class Engine:
                         outcomes.append(item_keys(item, src, entry.value))
                     except SyncError as exc:
                         outcomes.append(exc)
+                    except Exception as exc:
+                        log.error(
+                            "turning %s into keys for %s/%s failed unexpectedly:\n%s",
+                            src.describe(),
+                            ref.namespace,
+                            ref.name,
+                            traceback_text(exc),
+                        )
+                        outcomes.append(internal_error(f"turning {src.describe()} into keys"))
             asm = assemble(state.items, outcomes, state.last_good, spec.target.deletion_policy == "Delete")
             state.last_good = asm.last_good
             delivered = False

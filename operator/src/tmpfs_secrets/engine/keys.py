@@ -8,6 +8,10 @@ as they are; any other JSON value (number, boolean, null, object, array) as comp
 extract: every top-level key of the JSON object becomes a Secret key, with the same value rules.
 find: a parameter's key is its name relative to `find.path`, with '/' replaced by '_'
 (`/shop/prod/db/host` under `/shop/prod/` becomes `db_host`).
+
+A key Kubernetes would refuse is skipped and reported, so one bad key never keeps the good keys
+from being delivered. Messages never quote a JSON key or any other text of a value: only how many
+keys were skipped, and the names of parameters (which are AWS names, not values).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tmpfs_secrets.api.external_secret import valid_secret_key
-from tmpfs_secrets.errors import PropertyError
+from tmpfs_secrets.api.external_secret import SECRET_KEY_RULE, valid_secret_key
+from tmpfs_secrets.errors import PropertyError, SyncError
 from tmpfs_secrets.providers.base import Fetched, Found
 
 _MISSING = object()
@@ -41,10 +45,18 @@ def split_path(prop: str) -> list[str]:
     return parts
 
 
-def encode(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+def encode(value: Any, what: str = "the value") -> bytes:
+    """UTF-8 of a string, compact JSON of anything else; PropertyError for text that is not
+    Unicode (JSON can escape a lone surrogate, which has no UTF-8 form)."""
+    try:
+        if isinstance(value, str):
+            return value.encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise PropertyError(
+            f"{what} holds JSON text that is not valid Unicode (an unpaired surrogate escape such as "
+            "\\ud800); fix the value in AWS"
+        ) from None
 
 
 def parse_json(value: Fetched, what: str, field: str) -> Any:
@@ -60,7 +72,7 @@ def parse_json(value: Fetched, what: str, field: str) -> Any:
 def lookup_property(value: Fetched, prop: str, what: str) -> bytes:
     doc = parse_json(value, what, "remoteRef.property")
     if isinstance(doc, dict) and prop in doc:
-        return encode(doc[prop])
+        return encode(doc[prop], what)
     node: Any = doc
     for segment in split_path(prop):
         node = _step(node, segment)
@@ -69,7 +81,7 @@ def lookup_property(value: Fetched, prop: str, what: str) -> bytes:
                 f"{what} has no JSON property {prop!r}; properties are looked up in its JSON object, nested "
                 "with '.' (write '\\.' for a literal dot); check remoteRef.property"
             )
-    return encode(node)
+    return encode(node, what)
 
 
 def _step(node: Any, segment: str) -> Any:
@@ -80,18 +92,23 @@ def _step(node: Any, segment: str) -> Any:
     return _MISSING
 
 
-def extract(value: Fetched, what: str) -> dict[str, bytes]:
+def extract(value: Fetched, what: str) -> tuple[dict[str, bytes], tuple[SyncError, ...]]:
+    """The valid keys of the JSON object, and a problem naming how many keys were skipped."""
     doc = parse_json(value, what, "dataFrom.extract")
     if not isinstance(doc, dict):
         raise PropertyError(f"{what} is JSON but not an object; dataFrom.extract needs a JSON object of keys")
-    bad = sorted(k for k in doc if not valid_secret_key(k))
+    bad = sum(1 for k in doc if not valid_secret_key(k))
+    data = {k: encode(v, what) for k, v in doc.items() if valid_secret_key(k)}
+    problems: tuple[SyncError, ...] = ()
     if bad:
-        raise PropertyError(
-            f"{what} has top-level keys that are not valid Secret keys "
-            f"({', '.join(repr(k) for k in bad[:5])}); "
-            "rename them (letters, digits, '-', '_', '.') or use spec.data with a property per key"
+        problems = (
+            PropertyError(
+                f"{what} has {bad} top-level {'key that is' if bad == 1 else 'keys that are'} not valid "
+                f"Secret {'key' if bad == 1 else 'keys'} ({SECRET_KEY_RULE}); skipped, the other keys "
+                "are delivered; rename them in AWS or use spec.data with remoteRef.property for them"
+            ),
         )
-    return {k: encode(v) for k, v in doc.items()}
+    return data, problems
 
 
 def find_key(path: str, name: str) -> str:
@@ -100,10 +117,11 @@ def find_key(path: str, name: str) -> str:
     return rel.replace("/", "_")
 
 
-def found_keys(found: Found) -> tuple[dict[str, bytes], dict[str, str]]:
+def found_keys(found: Found) -> tuple[dict[str, bytes], dict[str, str], tuple[SyncError, ...]]:
     data: dict[str, bytes] = {}
     versions: dict[str, str] = {}
     owner: dict[str, str] = {}
+    invalid: list[str] = []
     for name in sorted(found.parameters):
         key = find_key(found.path, name)
         if key in owner:
@@ -112,11 +130,21 @@ def found_keys(found: Found) -> tuple[dict[str, bytes], dict[str, str]]:
                 "('/' becomes '_'); rename one of them or use spec.data for them"
             )
         if not valid_secret_key(key):
-            raise PropertyError(f"parameter {name} under {found.path} gives an invalid Secret key {key!r}")
+            invalid.append(name)
+            continue
         owner[key] = name
         data[key] = found.parameters[name].value
         versions[key] = found.parameters[name].version
-    return data, versions
+    problems: tuple[SyncError, ...] = ()
+    if invalid:
+        shown = ", ".join(invalid[:3]) + (f" and {len(invalid) - 3} more" if len(invalid) > 3 else "")
+        problems = (
+            PropertyError(
+                f"parameters under {found.path} whose keys are not valid Secret keys were skipped "
+                f"({shown}; {SECRET_KEY_RULE}); the other keys are delivered; rename them or use spec.data"
+            ),
+        )
+    return data, versions, problems
 
 
 def content_hash(data: Mapping[str, bytes]) -> str:

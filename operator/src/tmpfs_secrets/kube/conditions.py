@@ -31,6 +31,15 @@ def is_true(conditions: Sequence[Mapping[str, Any]] | None, type_: str = READY) 
     return found is not None and found.get("status") == "True"
 
 
+MAX_MESSAGE = 1024  # a condition message is a sentence or three, never a dump
+
+
+def capped(message: str, limit: int = MAX_MESSAGE) -> str:
+    """`message`, cut to `limit` characters with a marker when longer."""
+    marker = " … (cut)"
+    return message if len(message) <= limit else message[: limit - len(marker)] + marker
+
+
 def with_condition(
     conditions: Sequence[Mapping[str, Any]] | None,
     *,
@@ -55,7 +64,7 @@ def with_condition(
         "type": type_,
         "status": status_text,
         "reason": reason,
-        "message": message,
+        "message": capped(message),
         "observedGeneration": observed_generation,
         "lastTransitionTime": transition,
     }

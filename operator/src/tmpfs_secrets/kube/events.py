@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from tmpfs_secrets.kube.conditions import rfc3339
+from tmpfs_secrets.kube.conditions import capped, rfc3339
 from tmpfs_secrets.kube.index import Tracked
 from tmpfs_secrets.kube.names import API_VERSION, COMPONENT
 from tmpfs_secrets.kube.rest import KubeApiError, Rest, core_path
@@ -91,7 +91,7 @@ class EventRecorder:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:MAX_MESSAGE],
+            "message": capped(message, MAX_MESSAGE),
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
             "count": 1,

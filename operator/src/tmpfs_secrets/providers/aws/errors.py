@@ -1,12 +1,17 @@
 """Translate botocore failures into reasons and messages a user can act on.
 
-AWS error messages are not copied into ours: only the error code, the key and what to check,
-so nothing an AWS endpoint echoes back can leak into a status or log.
+AWS error messages are not copied into ours, nor are their words used to decide anything: only
+the error code, the HTTP status, the key and what to check, so nothing an AWS endpoint echoes
+back can leak into a status or log, and a reworded AWS message changes nothing. Failures to reach
+AWS get one message whatever the connection error's type, so a flapping network does not rewrite
+every status.
 """
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+import re
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 
 from tmpfs_secrets.errors import Reason, SourceError, SyncError
 
@@ -64,12 +69,33 @@ def reason_for(code: str) -> Reason:
     return Reason.PROVIDER_ERROR
 
 
-def for_code(code: str, what: str, action: str, region: str, aws_message: str = "") -> SyncError:
+# botocore's parameter names, and the field of ours that fills each.
+_FIELDS = {
+    "SecretId": "remoteRef.key (or extract.key)",
+    "SecretIdList": "remoteRef.key (or extract.key)",
+    "VersionId": "remoteRef.version",
+    "VersionStage": "remoteRef.version",
+    "Names": "remoteRef.key and remoteRef.version",
+    "Name": "remoteRef.key",
+    "Path": "dataFrom.find.path",
+    "RoleSessionName": "the store's name",
+    "RoleArn": "spec.provider.aws.role",
+    "ExternalId": "spec.provider.aws.externalID",
+}
+_PARAMETER = re.compile(r"parameter ([A-Za-z]+)")
+
+
+def for_code(code: str, what: str, action: str, region: str, status: int = 0) -> SyncError:
     """The error for one key; `what` is like "secret prod/db", `action` the IAM action used."""
     reason = reason_for(code)
-    if code == "InvalidRequestException" and "deletion" in aws_message:
+    if reason is Reason.PROVIDER_ERROR and status == 403:
+        reason = Reason.ACCESS_DENIED
+    if code == "InvalidRequestException" and action.startswith(
+        ("secretsmanager:Get", "secretsmanager:Batch")
+    ):
+        # For a read, Secrets Manager answers this only for a secret scheduled for deletion.
         return SourceError(
-            f"{what} is scheduled for deletion in {region}; restore it or change the key",
+            f"{what} is scheduled for deletion in {region} ({code}); restore it or change the key",
             Reason.SOURCE_NOT_FOUND,
         )
     kept = "retrying with backoff, the last good values stay in place"
@@ -92,14 +118,32 @@ def from_exception(exc: Exception, what: str, action: str, region: str) -> SyncE
     if isinstance(exc, SyncError):
         return exc
     if isinstance(exc, ClientError):
-        message = str(exc.response.get("Error", {}).get("Message", ""))
-        return for_code(error_code(exc), what, action, region, message)
+        return for_code(error_code(exc), what, action, region, status_of(exc))
+    if isinstance(exc, ParamValidationError):
+        return SourceError(f"{invalid_request(exc)} for {what}", Reason.INVALID_SPEC)
+    if isinstance(exc, NoCredentialsError):
+        return SourceError(
+            f"no AWS credentials were found for {what}; give the store auth or a role, or give the "
+            "operator an identity (IRSA, EKS Pod Identity)",
+            Reason.ACCESS_DENIED,
+        )
     if isinstance(exc, BotoCoreError):
         return SourceError(
-            f"could not reach AWS for {what} in {region} ({type(exc).__name__}); check the network path and "
-            "endpoint; retrying with backoff, the last good values stay in place",
+            f"could not reach AWS for {what} in {region}; check the network path and endpoint; "
+            "retrying with backoff, the last good values stay in place",
             Reason.PROVIDER_ERROR,
         )
     return SourceError(
         f"reading {what} failed ({type(exc).__name__}); retrying with backoff", Reason.PROVIDER_ERROR
+    )
+
+
+def invalid_request(exc: ParamValidationError) -> str:
+    """Which of our fields made botocore refuse a request before sending it (never its value)."""
+    report = str(exc.kwargs.get("report", ""))
+    names = list(dict.fromkeys(_PARAMETER.findall(report)))
+    fields = [_FIELDS.get(n, n) for n in names] or ["the key"]
+    return (
+        f"AWS would refuse the request, so it was not sent: check {', '.join(fields)} "
+        "(length and allowed characters)"
     )

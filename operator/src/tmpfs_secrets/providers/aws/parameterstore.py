@@ -87,7 +87,7 @@ class ParameterStoreProvider:
             return
         by_name: dict[str, Fetched] = {}
         for param in response.get("Parameters", []):
-            fetched = Fetched(str(param.get("Value", "")).encode(), str(param.get("Version", "")))
+            fetched = Fetched(_utf8(param.get("Value", "")), str(param.get("Version", "")))
             for name in (param.get("Name"), param.get("ARN")):
                 if name:
                     by_name[name] = fetched
@@ -109,6 +109,11 @@ class ParameterStoreProvider:
         return Found(path, params)
 
 
+def _utf8(value: object) -> bytes:
+    """An unpaired surrogate (possible in JSON) keeps its bytes instead of raising."""
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 def _chunk_failed(
     exc: Exception, chunk: list[SourceRef], out: dict[SourceRef, Fetched | SyncError], region: str
 ) -> None:
@@ -125,5 +130,5 @@ def _all_by_path(client: Any, path: str) -> dict[str, Fetched]:
     paginator = client.get_paginator("get_parameters_by_path")
     for page in paginator.paginate(Path=path, Recursive=True, WithDecryption=True):
         for param in page.get("Parameters", []):
-            out[param["Name"]] = Fetched(str(param.get("Value", "")).encode(), str(param.get("Version", "")))
+            out[param["Name"]] = Fetched(_utf8(param.get("Value", "")), str(param.get("Version", "")))
     return out

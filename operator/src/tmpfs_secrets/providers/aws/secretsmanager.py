@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from tmpfs_secrets.errors import Reason, SyncError
 from tmpfs_secrets.providers.aws.clients import AwsRuntime
 from tmpfs_secrets.providers.aws.credentials import Auth
-from tmpfs_secrets.providers.aws.errors import error_code, for_code, from_exception, reason_for
+from tmpfs_secrets.providers.aws.errors import for_code, from_exception, reason_of
 from tmpfs_secrets.providers.base import SECRETS_MANAGER, Fetched, Found, SourceRef
 
 BATCH_SIZE = 20
@@ -85,7 +85,7 @@ class SecretsManagerProvider:
                 client.batch_get_secret_value, SecretIdList=[r.key for r in chunk]
             )
         except ClientError as exc:
-            if reason_for(error_code(exc)) is Reason.ACCESS_DENIED:
+            if reason_of(exc) is Reason.ACCESS_DENIED:
                 self._batch_denied_until = self._clock() + BATCH_DENIED_RETRY
                 return chunk
             self._batch_failed(exc, chunk, out)
@@ -111,7 +111,6 @@ class SecretsManagerProvider:
                     _what(ref),
                     "secretsmanager:GetSecretValue",
                     self._region,
-                    str(e.get("Message", "")),
                 )
             else:  # e.g. a partial ARN that matches neither Name nor ARN: ask for it alone
                 leftover.append(ref)
@@ -141,5 +140,7 @@ class SecretsManagerProvider:
 def _fetched(entry: Any) -> Fetched:
     version = str(entry.get("VersionId", ""))
     if entry.get("SecretString") is not None:
-        return Fetched(entry["SecretString"].encode(), version)
+        # JSON can carry an unpaired surrogate, which has no UTF-8 form: keep its bytes as they
+        # are, so the value is delivered and a property or extract on it fails with a clear status.
+        return Fetched(entry["SecretString"].encode("utf-8", "surrogatepass"), version)
     return Fetched(bytes(entry.get("SecretBinary") or b""), version, binary=True)
