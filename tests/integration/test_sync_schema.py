@@ -106,7 +106,7 @@ CASES = [
         "  provider:\n    aws:\n      region: us-east-1\n      auth:\n        serviceAccountRef: {name: a}\n"
         "        secretRef:\n          accessKeyIDSecretRef: {name: k, key: id}\n"
         "          secretAccessKeySecretRef: {name: k, key: secret}\n",
-        "exactly one of serviceAccountRef or secretRef",
+        "exactly one of serviceAccountRef (or jwt.serviceAccountRef) or secretRef",
     ),
     (
         STORE,
@@ -158,7 +158,13 @@ def test_defaults_are_filled_in_by_the_api_server(
     ]
     assert spec["refreshInterval"] == "1h"
     assert spec["secretStoreRef"]["kind"] == "SecretStore"
-    assert spec["target"] == {"delivery": "Secret", "creationPolicy": "Owner", "deletionPolicy": "Retain"}
+    assert spec["target"] == {
+        "delivery": "Secret",
+        "creationPolicy": "Owner",
+        "deletionPolicy": "Retain",
+        "immutable": False,
+    }
+    assert spec["refreshPolicy"] == "Periodic"
     assert spec["mount"] == {"path": "/s", "defaultMode": 0o440}
     store = STORE.format(kind="SecretStore", spec="  provider: {aws: {region: eu-west-1}}\n")
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=store)

@@ -174,6 +174,36 @@ def test_merge_writes_only_into_secrets_that_opt_in(
         assert now.metadata.resource_version == old.metadata.resource_version, name
 
 
+def test_template_type_labels_and_immutable_secrets(
+    operator: Operator, shop: Shop, namespace: str, kube: Kube, apply_yaml: Callable[..., str]
+) -> None:
+    apply_examples(apply_yaml, namespace, "secretstore-secretsmanager.yaml")
+    text = _es("shaped", "shaped", "Owner") + (
+        "    immutable: true\n"
+        "    template:\n"
+        "      type: kubernetes.io/basic-auth\n"
+        "      metadata:\n        labels: {app: shop}\n        annotations: {team: payments}\n"
+        "      data:\n"
+        "        username: admin\n"
+        '        password: "{{ .RDS_PASSWORD }}"\n'
+    )
+    apply_yaml(text, namespace=namespace)
+    kube.wait_ready("shaped", namespace, reason="Synced")
+    secret = kube.secret("shaped", namespace)
+    assert secret is not None and secret.type == "kubernetes.io/basic-auth" and secret.immutable
+    assert secret.metadata.labels["app"] == "shop" and secret.metadata.annotations["team"] == "payments"
+    assert kube.secret_data("shaped", namespace) == {
+        "username": "admin",
+        "password": shop.values["RDS_PASSWORD"],
+    }
+
+    # Immutable: a rotation is not written into it, and the status says so.
+    shop.rotate_password()
+    cond = kube.wait_ready("shaped", namespace, status="False", reason="TargetConflict", timeout=60)
+    assert "immutable" in cond["message"]
+    assert kube.secret_data("shaped", namespace)["password"] == shop.values["RDS_PASSWORD"]
+
+
 def test_direct_delivery_writes_no_secret(
     operator: Operator, shop: Shop, namespace: str, kube: Kube, apply_yaml: Callable[..., str]
 ) -> None:

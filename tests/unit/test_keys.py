@@ -99,3 +99,35 @@ def test_content_hash_is_order_independent_and_unambiguous() -> None:
     assert a.startswith("sha256:") and len(a) == len("sha256:") + 64
     assert content_hash({"ab": b"c"}) != content_hash({"a": b"bc"})
     assert a != content_hash({"k1": b"v1", "k2": b"v3"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "strategy", "want"),
+    [
+        (b"aGVsbG8=", "Base64", b"hello"),
+        (b"aGVsbG8", "Base64", b"hello"),  # missing padding is tolerated
+        (b"_-8=", "Base64URL", b"\xff\xef"),
+        (b"aGVsbG8=", "Auto", b"hello"),
+        (b"not base64!", "Auto", b"not base64!"),
+        (b"aGVsbG8=", "None", b"aGVsbG8="),
+    ],
+)
+def test_decoding_strategies(raw: bytes, strategy: str, want: bytes) -> None:
+    from tmpfs_secrets.engine.keys import decode
+
+    assert decode(raw, strategy, "secret s") == want
+
+
+def test_an_invalid_base64_value_is_a_clear_error_without_the_value() -> None:
+    from tmpfs_secrets.engine.keys import decode
+
+    with pytest.raises(PropertyError) as err:
+        decode(b"not base64 hunter2!", "Base64", "secret s")
+    assert "decodingStrategy" in err.value.message and "hunter2" not in err.value.message
+
+
+def test_extract_a_nested_property() -> None:
+    got, problems = extract(value({"db": {"user": "u", "port": 1}, "x": "y"}), "secret s", "db")
+    assert got == {"user": b"u", "port": b"1"} and problems == ()
+    with pytest.raises(PropertyError, match="not an object"):
+        extract(value({"db": "flat"}), "secret s", "db")

@@ -107,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
         "allowed (default: %(default)s)",
     )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert External Secrets Operator manifests for AWS",
+        description=(
+            "Convert External Secrets Operator (external-secrets.io) SecretStores, "
+            "ClusterSecretStores and ExternalSecrets for AWS into tmpfs-secrets manifests. The "
+            "converted YAML goes to standard output; every field that could not be converted, or "
+            "whose meaning differs, is listed on standard error. Other documents pass through "
+            "unchanged. Exit status 1 if anything could not be converted."
+        ),
+    )
+    migrate.add_argument(
+        "files", nargs="*", metavar="FILE", help="YAML files (default or '-': standard input)"
+    )
     return parser
 
 
@@ -129,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return run_operator(settings_from(args))
+    if args.command == "migrate":
+        return migrate_files(args.files)
     parser.print_help()
     return 0
 
@@ -142,3 +159,34 @@ def run_operator(settings: Settings) -> int:
 
     asyncio.run(run(settings))
     return 0
+
+
+def migrate_files(files: Sequence[str]) -> int:
+    import sys
+
+    import yaml
+
+    from tmpfs_secrets.migrate import migrate
+
+    documents: list[object] = []
+    for name in files or ["-"]:
+        if name == "-":
+            documents += list(yaml.safe_load_all(sys.stdin))
+        else:
+            with open(name, encoding="utf-8") as stream:
+                documents += list(yaml.safe_load_all(stream))
+    result = migrate(documents)
+    sys.stdout.write(yaml.safe_dump_all(result.documents, sort_keys=False, width=10000))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    converted = sum(
+        1
+        for d in result.documents
+        if isinstance(d, dict) and d.get("apiVersion") == "tmpfs-secrets.io/v1alpha1"
+    )
+    print(
+        f"converted {converted} object(s); {sum(n.dropped for n in result.notes)} field(s) not converted, "
+        f"{sum(not n.dropped for n in result.notes)} to review",
+        file=sys.stderr,
+    )
+    return 0 if result.complete else 1

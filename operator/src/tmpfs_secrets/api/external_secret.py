@@ -14,9 +14,12 @@ from tmpfs_secrets.api.duration import (
     check_refresh_interval,
     parse_duration,
 )
+from tmpfs_secrets.api.template import Template, parse_template
 from tmpfs_secrets.errors import SpecError
 
 REFRESH_ANNOTATION = "tmpfs-secrets.io/refresh-requested"
+DECODING_STRATEGIES = ("None", "Base64", "Base64URL", "Auto")
+REFRESH_POLICIES = ("Periodic", "CreatedOnce", "OnChange")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 # What Kubernetes accepts as a Secret key (IsConfigMapKey), said the way a user can act on.
 SECRET_KEY_RULE = (
@@ -35,6 +38,7 @@ class RemoteRef:
     key: str
     property: str | None = None
     version: str | None = None
+    decoding_strategy: str = "None"  # None | Base64 | Base64URL | Auto, applied after property
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class Extract:
 
     key: str
     version: str | None = None
+    property: str | None = None  # extract the keys of this nested JSON object instead
+    decoding_strategy: str = "None"  # applied to every extracted value
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,18 @@ class Find:
     """Every parameter under `path` (recursively) becomes a key (ParameterStore only)."""
 
     path: str
+    decoding_strategy: str = "None"
+
+
+@dataclass(frozen=True)
+class TargetTemplate:
+    """`target.template`: the Secret's type, metadata, and data built from the fetched keys."""
+
+    type: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    data: tuple[tuple[str, Template], ...] = ()
+    merge_policy: str = "Replace"  # Replace: only the templated keys; Merge: fetched keys too
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,8 @@ class Target:
     delivery: str = "Secret"
     creation_policy: str = "Owner"
     deletion_policy: str = "Retain"
+    immutable: bool = False
+    template: TargetTemplate | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,7 @@ class ExternalSecretSpec:
     target: Target
     refresh_request: str | None  # value of the refresh-requested annotation
     synced_before: bool  # status shows a sync of this generation (an operator restart, not a new object)
+    refresh_policy: str = "Periodic"  # CreatedOnce and OnChange fetch once (refresh_interval is 0)
 
 
 def valid_secret_key(key: str) -> bool:
@@ -108,6 +129,9 @@ def parse_external_secret(
     if raw_interval is not None:
         interval = parse_duration(raw_interval, "spec.refreshInterval")
         interval = check_refresh_interval(interval, raw_interval, min_refresh_interval)
+    policy = f.choice(spec, "refreshPolicy", "spec.refreshPolicy", REFRESH_POLICIES, "Periodic")
+    if policy != "Periodic":
+        interval = 0.0  # fetched when created (and, with OnChange, when the spec changes)
     data = tuple(_parse_data(i, raw) for i, raw in enumerate(f.items(spec, "data", "spec.data")))
     seen: set[str] = set()
     for i, item in enumerate(data):
@@ -136,6 +160,7 @@ def parse_external_secret(
         target=target,
         refresh_request=str(request) if request is not None else None,
         synced_before=_synced_before(body, generation),
+        refresh_policy=policy,
     )
 
 
@@ -153,8 +178,22 @@ def _parse_data(i: int, raw: object) -> DataItem:
             f.required_string(remote, "key", f"{where}.remoteRef.key"),
             f.string(remote, "property", f"{where}.remoteRef.property"),
             f.string(remote, "version", f"{where}.remoteRef.version"),
+            _decoding(remote, f"{where}.remoteRef"),
         ),
     )
+
+
+def _decoding(raw: Mapping[str, Any], where: str) -> str:
+    _eso_defaults(raw, where)
+    return f.choice(raw, "decodingStrategy", f"{where}.decodingStrategy", DECODING_STRATEGIES, "None")
+
+
+def _eso_defaults(raw: Mapping[str, Any], where: str) -> None:
+    """ESO fields we accept only with ESO's default value (the only behaviour we implement)."""
+    for key, default in (("conversionStrategy", "Default"), ("metadataPolicy", "None")):
+        value = raw.get(key)
+        if value is not None and value != default:
+            raise SpecError(f"{where}.{key} {value!r} is not supported; remove it (only {default!r} is)")
 
 
 def _parse_data_from(i: int, raw: object) -> Extract | Find:
@@ -163,25 +202,62 @@ def _parse_data_from(i: int, raw: object) -> Extract | Find:
         raise SpecError(f"{where} needs exactly one of extract or find")
     if "extract" in raw:
         ext = f.mapping(raw, "extract", f"{where}.extract", required=True)
-        if ext.get("property"):
-            raise SpecError(
-                f"{where}.extract.property is not supported; use spec.data with remoteRef.property"
-            )
         return Extract(
             f.required_string(ext, "key", f"{where}.extract.key"),
             f.string(ext, "version", f"{where}.extract.version"),
+            f.string(ext, "property", f"{where}.extract.property"),
+            _decoding(ext, f"{where}.extract"),
         )
     find = f.mapping(raw, "find", f"{where}.find", required=True)
-    unsupported = sorted(set(find) - {"path"})
+    unsupported = sorted(set(find) - {"path", "decodingStrategy", "conversionStrategy"})
     if unsupported:
         raise SpecError(f"{where}.find supports only 'path'; remove {', '.join(unsupported)}")
     path = f.required_string(find, "path", f"{where}.find.path")
     if not path.startswith("/"):
         raise SpecError(f"{where}.find.path {path!r} must start with '/' (a Parameter Store path)")
-    return Find(path)
+    return Find(path, _decoding(find, f"{where}.find"))
+
+
+def _parse_template(raw: Mapping[str, Any]) -> TargetTemplate | None:
+    where = "spec.target.template"
+    tpl = f.mapping(raw, "template", where)
+    if not tpl:
+        return None
+    version = tpl.get("engineVersion", "v2")
+    if version != "v2":
+        raise SpecError(f"{where}.engineVersion {version!r} is not supported; use v2 (or remove it)")
+    meta = f.mapping(tpl, "metadata", f"{where}.metadata")
+    pairs: dict[str, tuple[tuple[str, str], ...]] = {}
+    for part in ("labels", "annotations"):
+        given = f.mapping(meta, part, f"{where}.metadata.{part}")
+        for key, value in given.items():
+            if not isinstance(value, str) or "{{" in value:
+                raise SpecError(
+                    f"{where}.metadata.{part}.{key} must be a plain string; templates are allowed "
+                    "only in template.data"
+                )
+        pairs[part] = tuple(sorted((str(k), str(v)) for k, v in given.items()))
+    data = []
+    for key, text in sorted(f.mapping(tpl, "data", f"{where}.data").items()):
+        field = f"{where}.data.{key}"
+        if not valid_secret_key(str(key)):
+            raise SpecError(f"{field}: {key!r} is not a valid Secret key; {SECRET_KEY_RULE}")
+        if not isinstance(text, str):
+            raise SpecError(f"{field} must be a string")
+        data.append((str(key), parse_template(text, field)))
+    return TargetTemplate(
+        type=f.string(tpl, "type", f"{where}.type"),
+        labels=pairs["labels"],
+        annotations=pairs["annotations"],
+        data=tuple(data),
+        merge_policy=f.choice(tpl, "mergePolicy", f"{where}.mergePolicy", ("Replace", "Merge"), "Replace"),
+    )
 
 
 def _parse_target(raw: Mapping[str, Any], default_name: str) -> Target:
+    immutable = raw.get("immutable", False)
+    if not isinstance(immutable, bool):
+        raise SpecError("spec.target.immutable must be true or false")
     return Target(
         name=f.string(raw, "name", "spec.target.name") or default_name,
         delivery=f.choice(raw, "delivery", "spec.target.delivery", ("Secret", "Direct"), "Secret"),
@@ -191,6 +267,8 @@ def _parse_target(raw: Mapping[str, Any], default_name: str) -> Target:
         deletion_policy=f.choice(
             raw, "deletionPolicy", "spec.target.deletionPolicy", ("Retain", "Delete"), "Retain"
         ),
+        immutable=immutable,
+        template=_parse_template(raw),
     )
 
 

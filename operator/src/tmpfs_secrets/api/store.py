@@ -131,15 +131,23 @@ def _parse_auth(aws: Mapping[str, Any], kind: str, namespace: str | None) -> Aut
     if not raw:
         return None
     field = "spec.provider.aws.auth"
-    sa = f.mapping(raw, "serviceAccountRef", f"{field}.serviceAccountRef")
-    secret = f.mapping(raw, "secretRef", f"{field}.secretRef")
-    if ("serviceAccountRef" in raw) == ("secretRef" in raw):
-        raise SpecError(f"{field} needs exactly one of serviceAccountRef or secretRef")
-    if sa:
-        sa_name = f.required_string(sa, "name", f"{field}.serviceAccountRef.name")
-        return AuthSpec(
-            service_account=(_ref_namespace(sa, kind, namespace, f"{field}.serviceAccountRef"), sa_name)
+    given = [k for k in ("serviceAccountRef", "jwt", "secretRef") if k in raw]
+    if len(given) != 1:
+        raise SpecError(
+            f"{field} needs exactly one of serviceAccountRef (or jwt.serviceAccountRef) or secretRef"
         )
+    secret = f.mapping(raw, "secretRef", f"{field}.secretRef")
+    if given[0] != "secretRef":
+        # ESO spells it auth.jwt.serviceAccountRef; both mean per-tenant IRSA.
+        where = (
+            f"{field}.serviceAccountRef"
+            if given[0] == "serviceAccountRef"
+            else f"{field}.jwt.serviceAccountRef"
+        )
+        holder = raw if given[0] == "serviceAccountRef" else f.mapping(raw, "jwt", f"{field}.jwt")
+        sa = f.mapping(holder, "serviceAccountRef", where, required=True)
+        sa_name = f.required_string(sa, "name", f"{where}.name")
+        return AuthSpec(service_account=(_ref_namespace(sa, kind, namespace, where), sa_name))
     refs = []
     for key in ("accessKeyIDSecretRef", "secretAccessKeySecretRef"):
         where = f"{field}.secretRef.{key}"

@@ -51,14 +51,17 @@ def item_keys(item: Item, source: Source, value: Value) -> ItemKeys:
                 f"no parameters exist under {item.path}; check dataFrom.find.path", Reason.SOURCE_NOT_FOUND
             )
         data, versions, problems = keys.found_keys(value)
+        data = {k: keys.decode(v, item.decoding_strategy, f"key {k} of {what}") for k, v in data.items()}
         return ItemKeys(data, versions, problems)
     if not isinstance(value, Fetched):
         raise PropertyError(f"{what}: expected a single value")
     if isinstance(item, Extract):
-        data, problems = keys.extract(value, what)
+        data, problems = keys.extract(value, what, item.property)
+        data = {k: keys.decode(v, item.decoding_strategy, f"key {k} of {what}") for k, v in data.items()}
         return ItemKeys(data, dict.fromkeys(data, value.version), problems)
     prop = item.remote.property
     raw = keys.lookup_property(value, prop, what) if prop else value.value
+    raw = keys.decode(raw, item.remote.decoding_strategy, what)
     return ItemKeys({item.secret_key: raw}, {item.secret_key: value.version})
 
 

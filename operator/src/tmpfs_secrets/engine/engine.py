@@ -20,6 +20,7 @@ from tmpfs_secrets.cache import ValueCache
 from tmpfs_secrets.config import Settings
 from tmpfs_secrets.engine.assemble import Item, ItemKeys, Outcome, assemble, item_keys
 from tmpfs_secrets.engine.keys import content_hash
+from tmpfs_secrets.engine.render import apply_template
 from tmpfs_secrets.engine.settings import EngineSettings
 from tmpfs_secrets.engine.stores import StoreKey, Stores, store_key
 from tmpfs_secrets.errors import Reason, SpecError, SyncError, internal_error, traceback_text
@@ -169,12 +170,17 @@ class Engine:
         if state is None or state.spec is None:
             state = self._es.setdefault(ref, _Es(spec))
             state.spec = spec
+            if spec.synced_before and spec.refresh_policy == "CreatedOnce":
+                state.once_done = True  # synced before this restart: never again
+                return
             await self._resolve(ref, state, "restart" if spec.synced_before else "new")
             return
         old = state.spec
         changed = _essence(old) != _essence(spec) or old.generation != spec.generation
         requested = spec.refresh_request is not None and spec.refresh_request != old.refresh_request
         state.spec = spec
+        if changed and spec.refresh_policy == "CreatedOnce" and state.delivered_hash is not None:
+            changed = False  # ESO's CreatedOnce: the Secret keeps what it was created with
         if changed:
             state.last_good.clear()
             state.once_done = False
@@ -402,10 +408,17 @@ class Engine:
                         outcomes.append(internal_error(f"turning {src.describe()} into keys"))
             asm = assemble(state.items, outcomes, state.last_good, spec.target.deletion_policy == "Delete")
             state.last_good = asm.last_good
+            data, versions = asm.data, asm.versions
+            if asm.complete and data and spec.target.template is not None:
+                try:
+                    data, versions = apply_template(spec.target.template, data, versions)
+                except SyncError as exc:  # a template reads a key the sources did not produce
+                    asm.errors.append(exc)
+                    data = {}
             delivered = False
-            if asm.complete and asm.data:
-                delivered = await self._deliver(ref, state, spec, asm.data, asm.versions, not asm.errors)
-            elif asm.complete and not asm.errors:
+            if asm.complete and data:
+                delivered = await self._deliver(ref, state, spec, data, versions, not asm.errors)
+            elif asm.complete and not asm.errors and not asm.data:
                 asm.errors.append(
                     SyncError(
                         "the sources produced no keys; nothing was delivered and the target "

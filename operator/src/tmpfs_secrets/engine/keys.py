@@ -16,6 +16,8 @@ keys were skipped, and the names of parameters (which are AWS names, not values)
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -69,19 +71,43 @@ def parse_json(value: Fetched, what: str, field: str) -> Any:
         ) from None
 
 
-def lookup_property(value: Fetched, prop: str, what: str) -> bytes:
-    doc = parse_json(value, what, "remoteRef.property")
+def lookup_property(value: Fetched, prop: str, what: str, field: str = "remoteRef.property") -> bytes:
+    return encode(property_node(parse_json(value, what, field), prop, what, field), what)
+
+
+def property_node(doc: Any, prop: str, what: str, field: str) -> Any:
+    """The JSON node a property names: a top-level key exactly, else a '.'-separated path."""
     if isinstance(doc, dict) and prop in doc:
-        return encode(doc[prop], what)
+        return doc[prop]
     node: Any = doc
     for segment in split_path(prop):
         node = _step(node, segment)
         if node is _MISSING:
             raise PropertyError(
                 f"{what} has no JSON property {prop!r}; properties are looked up in its JSON object, nested "
-                "with '.' (write '\\.' for a literal dot); check remoteRef.property"
+                f"with '.' (write '\\.' for a literal dot); check {field}"
             )
-    return encode(node, what)
+    return node
+
+
+def decode(raw: bytes, strategy: str, what: str) -> bytes:
+    """Apply a decodingStrategy (ESO's): None, Base64, Base64URL, or Auto (either, else as is)."""
+    if strategy == "None":
+        return raw
+    compact = b"".join(raw.split())
+    for kind in ("Base64", "Base64URL"):
+        if strategy not in (kind, "Auto"):
+            continue
+        padded = compact + b"=" * (-len(compact) % 4)
+        try:
+            if kind == "Base64":
+                return base64.b64decode(padded, validate=True)
+            return base64.b64decode(padded, altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    if strategy == "Auto":
+        return raw
+    raise PropertyError(f"{what} is not {strategy}-encoded; check decodingStrategy (Auto keeps such values)")
 
 
 def _step(node: Any, segment: str) -> Any:
@@ -92,11 +118,19 @@ def _step(node: Any, segment: str) -> Any:
     return _MISSING
 
 
-def extract(value: Fetched, what: str) -> tuple[dict[str, bytes], tuple[SyncError, ...]]:
-    """The valid keys of the JSON object, and a problem naming how many keys were skipped."""
+def extract(
+    value: Fetched, what: str, prop: str | None = None
+) -> tuple[dict[str, bytes], tuple[SyncError, ...]]:
+    """The valid keys of the JSON object (or of its object at `prop`), and a problem naming how
+    many keys were skipped."""
     doc = parse_json(value, what, "dataFrom.extract")
+    if prop:
+        doc = property_node(doc, prop, what, "dataFrom.extract.property")
     if not isinstance(doc, dict):
-        raise PropertyError(f"{what} is JSON but not an object; dataFrom.extract needs a JSON object of keys")
+        where = f"property {prop!r} of {what}" if prop else what
+        raise PropertyError(
+            f"{where} is JSON but not an object; dataFrom.extract needs a JSON object of keys"
+        )
     bad = sum(1 for k in doc if not valid_secret_key(k))
     data = {k: encode(v, what) for k, v in doc.items() if valid_secret_key(k)}
     problems: tuple[SyncError, ...] = ()

@@ -24,15 +24,25 @@ class Target:
     creation_policy: str = "Owner"  # Owner | Orphan | Merge
     deletion_policy: str = "Retain"  # Retain | Delete
     delivery: str = "Secret"  # Secret | Direct
+    immutable: bool = False
+    secret_type: str = "Opaque"  # target.template.type
+    labels: tuple[tuple[str, str], ...] = ()  # target.template.metadata.labels
+    annotations: tuple[tuple[str, str], ...] = ()  # target.template.metadata.annotations
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], default_name: str) -> Target:
         target = spec.get("target") or {}
+        template = target.get("template") or {}
+        meta = template.get("metadata") or {}
         return cls(
             name=str(target.get("name") or default_name),
             creation_policy=str(target.get("creationPolicy") or "Owner"),
             deletion_policy=str(target.get("deletionPolicy") or "Retain"),
             delivery=str(target.get("delivery") or "Secret"),
+            immutable=target.get("immutable") is True,
+            secret_type=str(template.get("type") or "Opaque"),
+            labels=tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items())),
+            annotations=tuple(sorted((str(k), str(v)) for k, v in (meta.get("annotations") or {}).items())),
         )
 
 

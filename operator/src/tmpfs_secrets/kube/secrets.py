@@ -183,12 +183,21 @@ class SecretWriter:
                     f"creationPolicy Merge may not write into Secret {where}: {refusal}; "
                     "or choose another target.name",
                 )
+        current: dict[str, str] = secret.get("data") or {}
         if secret.get("immutable"):
+            if ours and all(current.get(k) == v for k, v in encoded.items()):
+                return False  # target.immutable: it already holds these values
             raise TargetError(
                 Reason.TARGET_CONFLICT,
-                f"Secret {where} is immutable; delete it so it can be recreated, or use another target.name",
+                f"Secret {where} is immutable, so new values can't be written into it; delete it so it "
+                "is created again with them, or use another target.name",
             )
-        current: dict[str, str] = secret.get("data") or {}
+        if secret.get("type", "Opaque") != target.secret_type and target.creation_policy != "Merge":
+            raise TargetError(
+                Reason.TARGET_CONFLICT,
+                f"Secret {where} has type {secret.get('type', 'Opaque')} but target.template.type says "
+                f"{target.secret_type}; a Secret's type can't change: delete it so it is created again",
+            )
         patch: dict[str, Any] = {"metadata": {"resourceVersion": meta.get("resourceVersion")}}
         changed_data: dict[str, str | None] = {k: v for k, v in encoded.items() if current.get(k) != v}
         changed_data.update({k: None for k in removed if k in current and k not in encoded})
@@ -203,10 +212,13 @@ class SecretWriter:
             if new_owners != owners:
                 patch["metadata"]["ownerReferences"] = new_owners
             labels = meta.get("labels") or {}
-            if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
-                patch["metadata"]["labels"] = {MANAGED_BY_LABEL: MANAGED_BY}
-            if annotations.get(EXTERNAL_SECRET_ANNOTATION) != es.name:
-                patch["metadata"].setdefault("annotations", {})[EXTERNAL_SECRET_ANNOTATION] = es.name
+            wanted_labels = {**dict(target.labels), MANAGED_BY_LABEL: MANAGED_BY}
+            if any(labels.get(k) != v for k, v in wanted_labels.items()):
+                patch["metadata"]["labels"] = wanted_labels
+            wanted = {**dict(target.annotations), EXTERNAL_SECRET_ANNOTATION: es.name}
+            for key, value in wanted.items():
+                if annotations.get(key) != value:
+                    patch["metadata"].setdefault("annotations", {})[key] = value
         if len(patch) == 1 and len(patch["metadata"]) == 1:
             return False
         await self.rest.merge_patch(path, patch)
@@ -219,12 +231,25 @@ class SecretWriter:
         meta: dict[str, Any] = {
             "name": target.name,
             "namespace": es.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-            "annotations": {CONTENT_HASH_ANNOTATION: content_hash, EXTERNAL_SECRET_ANNOTATION: es.name},
+            "labels": {**dict(target.labels), MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": {
+                **dict(target.annotations),
+                CONTENT_HASH_ANNOTATION: content_hash,
+                EXTERNAL_SECRET_ANNOTATION: es.name,
+            },
         }
         if target.creation_policy == "Owner":
             meta["ownerReferences"] = [owner_reference(es)]
-        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": encoded}
+        secret: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": target.secret_type,
+            "metadata": meta,
+            "data": encoded,
+        }
+        if target.immutable:
+            secret["immutable"] = True
+        return secret
 
 
 def _never_synced(es: Tracked) -> bool:
