@@ -122,13 +122,18 @@ async def test_find_by_path_with_pagination(harness: Harness, ssm: Any) -> None:
     assert harness.aws.call_counts()["GetParametersByPath"] >= 2
 
 
-async def test_find_needs_parameter_store(harness: Harness) -> None:
-    await harness.engine.upsert_store(store())
+async def test_find_by_name_or_tags_needs_secrets_manager(harness: Harness) -> None:
+    await harness.engine.upsert_store(store(service="ParameterStore"))
     await harness.engine.upsert_external_secret(
-        external_secret("f", {"dataFrom": [{"find": {"path": "/p/"}}]})
+        external_secret("f", {"dataFrom": [{"find": {"name": {"regexp": "^p"}}}]})
     )
     failure = (await harness.until(lambda: harness.rec.failures(ref("f"))))[-1]
-    assert failure.reason == "InvalidSpec" and "ParameterStore" in failure.message
+    assert failure.reason == "InvalidSpec" and "SecretsManager" in failure.message
+    await harness.engine.upsert_external_secret(
+        external_secret("g", {"dataFrom": [{"find": {"path": "relative/"}}]})
+    )
+    failure = (await harness.until(lambda: harness.rec.failures(ref("g"))))[-1]
+    assert failure.reason == "InvalidSpec" and "must start with '/'" in failure.message
 
 
 async def test_rotation_reaches_the_target_within_the_interval(harness: Harness, sm: Any) -> None:

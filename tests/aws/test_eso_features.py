@@ -88,3 +88,31 @@ async def test_created_once_is_not_fetched_again_on_a_spec_change(harness: Harne
     assert len(harness.rec.successes(ref("once"))) == 1
     assert isinstance(harness.rec.last(ref("once")), SyncSuccess)
     assert harness.aws.call_counts()["BatchGetSecretValue"] == calls + 1
+
+
+async def test_find_secrets_by_name_and_tags_lists_then_batch_reads(harness: Harness, sm: Any) -> None:
+    for i in range(25):
+        tags = [{"Key": "env", "Value": "prod" if i % 2 == 0 else "dev"}, {"Key": "team", "Value": "shop"}]
+        sm.create_secret(Name=f"shop/s{i}", SecretString=f"v{i}", Tags=tags)
+    sm.create_secret(Name="other/s0", SecretString="x", Tags=[{"Key": "env", "Value": "prod"}])
+    sm.create_secret(
+        Name="shop/mixed",
+        SecretString="m",
+        Tags=[{"Key": "env", "Value": "shop"}, {"Key": "team", "Value": "prod"}],
+    )
+    await harness.engine.upsert_store(store())
+    harness.aws.reset_calls()
+    spec: dict[str, Any] = {
+        "dataFrom": [
+            {"find": {"name": {"regexp": "^shop/s[0-9]+$"}, "tags": {"env": "prod"}}},
+            {"find": {"path": "other/"}},
+        ]
+    }
+    await harness.engine.upsert_external_secret(external_secret("found", spec))
+    got = (await harness.until(lambda: harness.rec.successes(ref("found"))))[-1]
+    want = {f"shop_s{i}": f"v{i}".encode() for i in range(0, 25, 2)} | {"s0": b"x"}
+    assert got.data == want
+    counts = harness.aws.call_counts()
+    assert counts["ListSecrets"] == 2  # one listing per find (one page each)
+    assert counts["BatchGetSecretValue"] == 2  # 13 secrets in one batch, 1 in another
+    assert counts["GetSecretValue"] == 0

@@ -66,8 +66,8 @@ CASES = [
     (
         ES,
         "ExternalSecret",
-        REF + "  dataFrom: [{find: {path: relative}}]\n",
-        "should match '^/'",
+        REF + "  dataFrom: [{find: {}}]\n",
+        "find needs path, name or tags",
     ),
     (
         ES,

@@ -110,6 +110,7 @@ def test_features_convert_and_the_rest_is_listed() -> None:
     assert spec["data"][0]["remoteRef"]["decodingStrategy"] == "Base64"
     assert spec["dataFrom"] == [
         {"extract": {"key": "shop/db", "property": "credentials"}},
+        {"find": {"name": {"regexp": "^shop/"}, "tags": {"env": "prod"}}},
         {"extract": {"key": "shop/other"}},
     ]
     parse_external_secret(es)
@@ -118,10 +119,10 @@ def test_features_convert_and_the_rest_is_listed() -> None:
         "spec.target.template.data.broken",
         "spec.target.template.templateFrom",
         "spec.target.template.metadata.annotations.checksum",
-        "spec.dataFrom[1].find",
         "spec.dataFrom[2].rewrite",
     ):
         assert notes[f"ExternalSecret shop/shop-db: {field}"].startswith("dropped"), field
+    assert notes["ExternalSecret shop/shop-db: spec.dataFrom[1].find"].startswith("review")
     assert notes["ExternalSecret shop/shop-db: spec.target.creationPolicy"].startswith("review")
     assert notes["ExternalSecret shop/shop-db: spec.target.deletionPolicy"].startswith("review")
     assert notes["ClusterExternalSecret fanout: kind"].startswith("dropped")
@@ -135,4 +136,4 @@ def test_the_command_prints_yaml_and_lists_the_rest(capsys: pytest.CaptureFixtur
     assert "converted 2 object(s); 0 field(s) not converted" in out.err
     assert cli.main(["migrate", str(FIXTURES / "features.yaml")]) == 1
     err = capsys.readouterr().err
-    assert "spec.dataFrom[1].find: not converted: find by name or tags" in err
+    assert "spec.dataFrom[2].rewrite: not converted" in err

@@ -291,28 +291,22 @@ def _data_from(item: Mapping[str, Any], where: str, notes: _Notes) -> dict[str, 
         return {"extract": out}
     if item.get("find"):
         raw = item["find"]
-        if raw.get("name") or raw.get("tags"):
-            notes.drop(
-                f"{where}.find",
-                "find by name or tags is not supported yet; list the secrets in spec.data or "
-                "dataFrom.extract (or, for Parameter Store, use find.path)",
-            )
+        out = {k: copy.deepcopy(raw[k]) for k in ("path", "name", "tags") if raw.get(k)}
+        if not out:
+            notes.drop(f"{where}.find", "needs path, name or tags")
             return None
-        if not raw.get("path"):
-            notes.drop(f"{where}.find", "needs path")
-            return None
-        out = {"path": raw["path"]}
         _strategies(raw, out, f"{where}.find", notes)
+        if "name" in out:
+            notes.review(
+                f"{where}.find.name.regexp",
+                "a Python regular expression (RE2 and Python agree on common patterns; check lookarounds)",
+            )
         notes.review(
-            f"{where}.find.path",
-            "works with Parameter Store stores only; keys are named after the path with '/' as '_'",
-        )
-        notes.rest(
-            raw,
             f"{where}.find",
-            ("path", "name", "tags", "decodingStrategy", "conversionStrategy"),
-            "has no counterpart",
+            "keys are the names (after path) with '/' as '_'; name and tags need a SecretsManager store",
         )
+        known = ("path", "name", "tags", "decodingStrategy", "conversionStrategy")
+        notes.rest(raw, f"{where}.find", known, "has no counterpart")
         return {"find": out}
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,10 +60,25 @@ class Extract:
 
 @dataclass(frozen=True)
 class Find:
-    """Every parameter under `path` (recursively) becomes a key (ParameterStore only)."""
+    """Many values at once. Parameter Store: every parameter under `path` (recursively).
+    Secrets Manager: every secret whose name starts with `path`, matches the regular expression
+    `name` and carries all `tags` (ListSecrets, then BatchGetSecretValue)."""
 
-    path: str
+    path: str | None
     decoding_strategy: str = "None"
+    name: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def query(self) -> str:
+        """A canonical text of the search: the source key it is cached and scheduled under."""
+        if self.name is None and not self.tags and self.path is not None:
+            return self.path  # a Parameter Store path, as before
+        return json.dumps({"path": self.path, "name": self.name, "tags": dict(self.tags)}, sort_keys=True)
+
+    @property
+    def by_path_only(self) -> bool:
+        return self.name is None and not self.tags
 
 
 @dataclass(frozen=True)
@@ -209,13 +225,26 @@ def _parse_data_from(i: int, raw: object) -> Extract | Find:
             _decoding(ext, f"{where}.extract"),
         )
     find = f.mapping(raw, "find", f"{where}.find", required=True)
-    unsupported = sorted(set(find) - {"path", "decodingStrategy", "conversionStrategy"})
+    unsupported = sorted(set(find) - {"path", "name", "tags", "decodingStrategy", "conversionStrategy"})
     if unsupported:
-        raise SpecError(f"{where}.find supports only 'path'; remove {', '.join(unsupported)}")
-    path = f.required_string(find, "path", f"{where}.find.path")
-    if not path.startswith("/"):
-        raise SpecError(f"{where}.find.path {path!r} must start with '/' (a Parameter Store path)")
-    return Find(path, _decoding(find, f"{where}.find"))
+        raise SpecError(f"{where}.find supports path, name and tags; remove {', '.join(unsupported)}")
+    path = f.string(find, "path", f"{where}.find.path")
+    name_raw = f.mapping(find, "name", f"{where}.find.name")
+    name = f.string(name_raw, "regexp", f"{where}.find.name.regexp")
+    if name_raw and name is None:
+        raise SpecError(f"{where}.find.name needs regexp")
+    if name is not None:
+        try:
+            re.compile(name)
+        except re.error as exc:
+            raise SpecError(f"{where}.find.name.regexp is not a regular expression ({exc.msg})") from None
+    tags_raw = f.mapping(find, "tags", f"{where}.find.tags")
+    if not all(isinstance(v, str) for v in tags_raw.values()):
+        raise SpecError(f"{where}.find.tags must map tag keys to string values")
+    if path is None and name is None and not tags_raw:
+        raise SpecError(f"{where}.find needs path, name or tags")
+    tags = tuple(sorted((str(k), str(v)) for k, v in tags_raw.items()))
+    return Find(path, _decoding(find, f"{where}.find"), name, tags)
 
 
 def _parse_template(raw: Mapping[str, Any]) -> TargetTemplate | None:

@@ -47,9 +47,7 @@ def item_keys(item: Item, source: Source, value: Value) -> ItemKeys:
         if not isinstance(value, Found):
             raise PropertyError(f"{what}: expected a path listing")
         if not value.parameters:
-            raise SourceError(
-                f"no parameters exist under {item.path}; check dataFrom.find.path", Reason.SOURCE_NOT_FOUND
-            )
+            raise SourceError(f"{what}: none exist; check dataFrom.find", Reason.SOURCE_NOT_FOUND)
         data, versions, problems = keys.found_keys(value)
         data = {k: keys.decode(v, item.decoding_strategy, f"key {k} of {what}") for k, v in data.items()}
         return ItemKeys(data, versions, problems)
@@ -106,8 +104,8 @@ def _retain_vanished(item: Find, fresh: ItemKeys, previous: ItemKeys, out: Assem
         return fresh
     out.errors.append(
         SourceError(
-            f"keys {', '.join(vanished[:5])} under {item.path} no longer exist; they are kept because "
-            "deletionPolicy is Retain (set Delete to remove them)",
+            f"keys {', '.join(vanished[:5])} of dataFrom.find {item.query} no longer exist; they are kept "
+            "because deletionPolicy is Retain (set Delete to remove them)",
             Reason.SOURCE_NOT_FOUND,
         )
     )

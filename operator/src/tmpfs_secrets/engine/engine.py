@@ -225,11 +225,7 @@ class Engine:
             runtime = await self._stores.resolve(spec)
             items: list[Item] = [*spec.data_from, *spec.data]
             store = runtime.spec
-            if store.service != PARAMETER_STORE and any(isinstance(i, Find) for i in items):
-                raise SpecError(
-                    "dataFrom.find works only with a ParameterStore store; use dataFrom.extract or "
-                    "spec.data for Secrets Manager"
-                )
+            _check_find(items, store.service)
         except SyncError as exc:
             self._unsubscribe(ref, state)
             state.store = store_key(spec.store_ref.kind, spec.namespace, spec.store_ref.name)
@@ -528,10 +524,24 @@ def _sink_trouble(state: _Es, action: str, ref: ObjectRef, exc: Exception) -> No
 
 def _source(item: Item, identity: tuple[str, ...], service: str, region: str) -> Source:
     if isinstance(item, Find):
-        return Source(identity, service, region, FIND, item.path)
+        return Source(identity, service, region, FIND, item.query)
     if isinstance(item, Extract):
         return Source(identity, service, region, GET, item.key, item.version)
     return Source(identity, service, region, GET, item.remote.key, item.remote.version)
+
+
+def _check_find(items: list[Item], service: str) -> None:
+    """What each service can search by: SSM a path, Secrets Manager a name prefix, regexp, tags."""
+    for item in items:
+        if not isinstance(item, Find):
+            continue
+        if service == PARAMETER_STORE and not item.by_path_only:
+            raise SpecError(
+                "dataFrom.find.name and find.tags work only with a SecretsManager store; use "
+                "find.path for Parameter Store"
+            )
+        if service == PARAMETER_STORE and not str(item.path).startswith("/"):
+            raise SpecError(f"dataFrom.find.path {item.path!r} must start with '/' (a Parameter Store path)")
 
 
 def _essence(spec: ExternalSecretSpec) -> ExternalSecretSpec:

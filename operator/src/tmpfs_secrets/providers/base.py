@@ -52,6 +52,8 @@ class Source:
     def describe(self) -> str:
         noun = "secret" if self.service == SECRETS_MANAGER else "parameter"
         if self.kind == FIND:
+            if self.service == SECRETS_MANAGER:
+                return f"secrets found by {self.key}"
             return f"parameters under {self.key}"
         return f"{noun} {self.key}" + (f" (version {self.version})" if self.version else "")
 
@@ -91,6 +93,7 @@ class Provider(Protocol):
         """A result or an error for every ref; any number of refs (split into calls as needed)."""
         ...
 
-    async def find(self, path: str) -> Found:
-        """Every parameter under `path`, recursively; raises SyncError."""
+    async def find(self, query: str) -> Found:
+        """Parameter Store: every parameter under the path `query`, recursively. Secrets Manager:
+        every secret `query` (a `Find.query`) selects. Raises SyncError."""
         ...

@@ -98,7 +98,8 @@ class ParameterStoreProvider:
             else:
                 out[ref] = by_name[ref.key]
 
-    async def find(self, path: str) -> Found:
+    async def find(self, query: str) -> Found:
+        path = query
         try:
             client = await self._aws.client(self._auth, PARAMETER_STORE, self._region)
             params = await self._aws.call(_all_by_path, client, path)

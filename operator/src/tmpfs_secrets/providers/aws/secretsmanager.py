@@ -9,6 +9,7 @@ while, so a least-privilege policy costs calls, not correctness.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -69,12 +70,27 @@ class SecretsManagerProvider:
         out.update(zip(singles, results, strict=True))
         return out
 
-    async def find(self, path: str) -> Found:
-        raise SyncError(
-            "dataFrom.find works only with ParameterStore stores; "
-            "use dataFrom.extract or data for Secrets Manager",
-            Reason.INVALID_SPEC,
-        )
+    async def find(self, query: str) -> Found:
+        """ListSecrets (name prefix and tag filters on the AWS side, the name's regular expression
+        and exact tag pairs here), then the values in batches of 20."""
+        spec = json.loads(query) if query.startswith("{") else {"path": query}
+        what = f"secrets found by {query}"
+        try:
+            client = await self._aws.client(self._auth, SECRETS_MANAGER, self._region)
+            names = await self._aws.call(_list_names, client, spec)
+        except SyncError:
+            raise
+        except Exception as exc:
+            raise from_exception(exc, what, "secretsmanager:ListSecrets", self._region) from None
+        values = await self.fetch([SourceRef(n) for n in names])
+        found: dict[str, Fetched] = {}
+        for ref, result in values.items():
+            if isinstance(result, SyncError):
+                if result.reason is Reason.SOURCE_NOT_FOUND:
+                    continue  # deleted between the listing and the read
+                raise result
+            found[ref.key] = result
+        return Found(str(spec.get("path") or ""), found)
 
     async def _batch(
         self, client: Any, chunk: list[SourceRef], out: dict[SourceRef, Fetched | SyncError]
@@ -135,6 +151,33 @@ class SecretsManagerProvider:
             return _fetched(await self._aws.call(client.get_secret_value, **kwargs))
         except Exception as exc:
             return from_exception(exc, _what(ref), "secretsmanager:GetSecretValue", self._region)
+
+
+def _list_names(client: Any, spec: dict[str, Any]) -> list[str]:
+    """Every page, in the pool thread. AWS filters tags by key and by value separately, so exact
+    pairs are checked here."""
+    filters: list[dict[str, Any]] = []
+    if spec.get("path"):
+        filters.append({"Key": "name", "Values": [spec["path"]]})
+    tags: dict[str, str] = spec.get("tags") or {}
+    for key, value in tags.items():
+        filters.append({"Key": "tag-key", "Values": [key]})
+        filters.append({"Key": "tag-value", "Values": [value]})
+    pattern = re.compile(spec["name"]) if spec.get("name") else None
+    names = []
+    kwargs: dict[str, Any] = {"Filters": filters} if filters else {}
+    for page in client.get_paginator("list_secrets").paginate(**kwargs):
+        for entry in page.get("SecretList", []):
+            name = str(entry.get("Name", ""))
+            if spec.get("path") and not name.startswith(spec["path"]):
+                continue
+            if pattern is not None and not pattern.search(name):
+                continue
+            have = {t.get("Key"): t.get("Value") for t in entry.get("Tags") or []}
+            if any(have.get(k) != v for k, v in tags.items()):
+                continue
+            names.append(name)
+    return sorted(names)
 
 
 def _fetched(entry: Any) -> Fetched:
