@@ -167,6 +167,7 @@ def migrate_files(files: Sequence[str]) -> int:
     import yaml
 
     from tmpfs_secrets.migrate import migrate
+    from tmpfs_secrets.vocabulary import API_VERSION
 
     documents: list[object] = []
     for name in files or ["-"]:
@@ -179,11 +180,7 @@ def migrate_files(files: Sequence[str]) -> int:
     sys.stdout.write(yaml.safe_dump_all(result.documents, sort_keys=False, width=10000))
     for note in result.notes:
         print(note, file=sys.stderr)
-    converted = sum(
-        1
-        for d in result.documents
-        if isinstance(d, dict) and d.get("apiVersion") == "tmpfs-secrets.io/v1alpha1"
-    )
+    converted = sum(1 for d in result.documents if isinstance(d, dict) and d.get("apiVersion") == API_VERSION)
     print(
         f"converted {converted} object(s); {sum(n.dropped for n in result.notes)} field(s) not converted, "
         f"{sum(not n.dropped for n in result.notes)} to review",

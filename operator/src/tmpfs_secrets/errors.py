@@ -1,4 +1,4 @@
-"""The fixed set of reasons the operator reports, and the exceptions that carry them.
+"""The exceptions that carry the operator's reasons (`vocabulary.Reason`, re-exported here).
 
 Every failure the user can see (status condition, event) has a reason from `Reason` and a message
 that says what to change. Messages name keys, paths and AWS error codes, never a value: the
@@ -8,28 +8,19 @@ exceptions here are raised and logged in many places, so they must be safe to pr
 from __future__ import annotations
 
 import traceback
-from enum import StrEnum
 
+from tmpfs_secrets.vocabulary import Reason
 
-class Reason(StrEnum):
-    """Condition reasons; docs/engine.md says what each one means to a user."""
-
-    SYNCED = "Synced"  # ExternalSecret: every key delivered
-    VALID = "Valid"  # store: spec and auth inputs are usable
-    STORE_NOT_FOUND = "StoreNotFound"  # the referenced store does not exist
-    STORE_NOT_READY = "StoreNotReady"  # the store exists but its auth cannot be built
-    STORE_NOT_ALLOWED = "StoreNotAllowed"  # a ClusterSecretStore whose conditions exclude the namespace
-    ACCESS_DENIED = "AccessDenied"  # AWS refused the store's identity
-    SOURCE_NOT_FOUND = "SourceNotFound"  # the secret, parameter or version does not exist
-    INVALID_PROPERTY = "InvalidProperty"  # property/extract/find cannot be applied to the value
-    INVALID_SPEC = "InvalidSpec"  # the object's spec is invalid
-    THROTTLED = "Throttled"  # AWS throttled the operator; it backs off and retries
-    PROVIDER_ERROR = "ProviderError"  # AWS unreachable or another AWS error
-    INTERNAL_ERROR = "InternalError"  # an unexpected failure in the operator; its log has the traceback
-    # The target Secret (reported by the Kubernetes side; the engine never sees the target):
-    TARGET_NOT_FOUND = "TargetNotFound"  # creationPolicy Merge and the Secret does not exist
-    TARGET_CONFLICT = "TargetConflict"  # the Secret exists but is not this ExternalSecret's, or immutable
-    TARGET_WRITE_FAILED = "TargetWriteFailed"  # RBAC or API server errors while writing it
+__all__ = [
+    "PropertyError",
+    "Reason",
+    "SourceError",
+    "SpecError",
+    "StoreError",
+    "SyncError",
+    "internal_error",
+    "traceback_text",
+]
 
 
 class SyncError(Exception):

@@ -16,10 +16,16 @@ from typing import Any
 
 from tmpfs_secrets.api.template import parse_template
 from tmpfs_secrets.errors import SpecError
+from tmpfs_secrets.vocabulary import (
+    API_VERSION,
+    CLUSTER_SECRET_STORE,
+    EXTERNAL_SECRET,
+    MERGE_ANNOTATION,
+    SECRET_STORE,
+    STORE_KINDS,
+)
 
 ESO_GROUP = "external-secrets.io"
-API_VERSION = "tmpfs-secrets.io/v1alpha1"
-STORE_KINDS = ("SecretStore", "ClusterSecretStore")
 _ROLE_ARN_PREFIX = "arn:"
 _META_KEPT = ("name", "namespace", "labels", "annotations")
 _DECODING = ("None", "Base64", "Base64URL", "Auto")
@@ -83,7 +89,7 @@ def migrate(documents: Iterable[Any]) -> Result:
         notes = _Notes(f"{kind} {name}", result.notes)
         if kind in STORE_KINDS:
             converted = _store(doc, kind, notes)
-        elif kind == "ExternalSecret":
+        elif kind == EXTERNAL_SECRET.kind:
             converted = _external_secret(doc, notes)
         else:
             notes.drop("kind", f"{kind} has no counterpart in tmpfs-secrets; the object is left out")
@@ -143,7 +149,7 @@ def _store(doc: Mapping[str, Any], kind: str, notes: _Notes) -> dict[str, Any] |
     auth = _auth(aws.get("auth") or {}, kind, (doc.get("metadata") or {}).get("namespace"), notes)
     if auth:
         out_aws["auth"] = auth
-    elif kind == "SecretStore" and not out_aws.get("role"):
+    elif kind == SECRET_STORE.kind and not out_aws.get("role"):
         notes.review(
             "spec.provider.aws.auth",
             "without auth and role a SecretStore would use the operator's own identity, which the "
@@ -151,7 +157,7 @@ def _store(doc: Mapping[str, Any], kind: str, notes: _Notes) -> dict[str, Any] |
             "auth.serviceAccountRef or a role (docs/tenancy.md)",
         )
     out_spec: dict[str, Any] = {"provider": {"aws": out_aws}}
-    if kind == "ClusterSecretStore" and spec.get("conditions"):
+    if kind == CLUSTER_SECRET_STORE.kind and spec.get("conditions"):
         out_spec["conditions"] = _conditions(spec["conditions"], notes)
     notes.rest(spec, "spec", ("provider", "conditions"), "has no counterpart in tmpfs-secrets")
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": _metadata(doc), "spec": out_spec}
@@ -163,7 +169,7 @@ def _auth(auth: Mapping[str, Any], kind: str, namespace: str | None, notes: _Not
     jwt = auth.get("jwt") or {}
     if jwt.get("serviceAccountRef"):
         ref = dict(jwt["serviceAccountRef"])
-        if kind == "SecretStore" and "namespace" in ref:
+        if kind == SECRET_STORE.kind and "namespace" in ref:
             given = ref.pop("namespace")
             if given != namespace:
                 notes.drop(
@@ -179,7 +185,7 @@ def _auth(auth: Mapping[str, Any], kind: str, namespace: str | None, notes: _Not
         for key in ("accessKeyIDSecretRef", "secretAccessKeySecretRef"):
             if secret.get(key):
                 ref = dict(secret[key])
-                if kind == "SecretStore":
+                if kind == SECRET_STORE.kind:
                     ref.pop("namespace", None)
                 refs[key] = ref
         out["secretRef"] = refs
@@ -248,7 +254,7 @@ def _external_secret(doc: Mapping[str, Any], notes: _Notes) -> dict[str, Any] | 
     if not data and not data_from:
         notes.drop("spec", "nothing left to fetch after conversion; the object is left out")
         return None
-    return {"apiVersion": API_VERSION, "kind": "ExternalSecret", "metadata": _metadata(doc), "spec": out}
+    return {"apiVersion": API_VERSION, "kind": EXTERNAL_SECRET.kind, "metadata": _metadata(doc), "spec": out}
 
 
 def _remote_ref(raw: Mapping[str, Any], where: str, notes: _Notes) -> dict[str, Any]:
@@ -322,7 +328,7 @@ def _target(raw: Mapping[str, Any], notes: _Notes) -> dict[str, Any]:
         if creation == "Merge":
             notes.review(
                 f"{where}.creationPolicy",
-                'Merge writes only into a Secret annotated tmpfs-secrets.io/allow-merge: "true"',
+                f'Merge writes only into a Secret annotated {MERGE_ANNOTATION}: "true"',
             )
     elif creation is not None:
         notes.drop(f"{where}.creationPolicy", f"{creation!r} is not supported; use Owner, Orphan or Merge")

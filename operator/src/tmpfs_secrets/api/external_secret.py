@@ -17,8 +17,8 @@ from tmpfs_secrets.api.duration import (
 )
 from tmpfs_secrets.api.template import Template, parse_template
 from tmpfs_secrets.errors import SpecError
+from tmpfs_secrets.vocabulary import READY_CONDITION, REFRESH_ANNOTATION, SECRET_STORE, STORE_KINDS
 
-REFRESH_ANNOTATION = "tmpfs-secrets.io/refresh-requested"
 DECODING_STRATEGIES = ("None", "Base64", "Base64URL", "Auto")
 REFRESH_POLICIES = ("Periodic", "CreatedOnce", "OnChange")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
@@ -31,7 +31,7 @@ SECRET_KEY_RULE = (
 @dataclass(frozen=True)
 class StoreRef:
     name: str
-    kind: str = "SecretStore"
+    kind: str = SECRET_STORE.kind
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,7 @@ def parse_external_secret(
     ref = f.mapping(spec, "secretStoreRef", "spec.secretStoreRef", required=True)
     store_ref = StoreRef(
         f.required_string(ref, "name", "spec.secretStoreRef.name"),
-        f.choice(
-            ref, "kind", "spec.secretStoreRef.kind", ("SecretStore", "ClusterSecretStore"), "SecretStore"
-        ),
+        f.choice(ref, "kind", "spec.secretStoreRef.kind", STORE_KINDS, SECRET_STORE.kind),
     )
     raw_interval = spec.get("refreshInterval")
     interval = DEFAULT_REFRESH_INTERVAL
@@ -306,6 +304,6 @@ def _synced_before(body: Mapping[str, Any], generation: int) -> bool:
     if not isinstance(status, Mapping) or not status.get("contentHash"):
         return False
     for cond in status.get("conditions") or []:
-        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+        if isinstance(cond, Mapping) and cond.get("type") == READY_CONDITION:
             return cond.get("observedGeneration") == generation
     return False

@@ -15,9 +15,10 @@ from typing import Any
 from tmpfs_secrets.api import _fields as f
 from tmpfs_secrets.api.selectors import LabelSelector, parse_selector
 from tmpfs_secrets.errors import SpecError
+from tmpfs_secrets.vocabulary import CLUSTER_SECRET_STORE, SECRET_STORE, STORE_KINDS
 
 SERVICES = ("SecretsManager", "ParameterStore")
-KINDS = ("SecretStore", "ClusterSecretStore")
+KINDS = STORE_KINDS
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)  # what STS accepts
@@ -73,7 +74,7 @@ class StoreSpec:
 
     def admits(self, namespace: str, labels: Mapping[str, str]) -> bool:
         """No conditions admit every namespace; otherwise any one condition must admit it."""
-        if self.kind == "SecretStore":
+        if self.kind == SECRET_STORE.kind:
             return namespace == self.namespace
         return not self.conditions or any(c.admits(namespace, labels) for c in self.conditions)
 
@@ -88,13 +89,13 @@ def parse_store(body: Mapping[str, Any], *, allow_operator_identity: bool = Fals
     `allow_operator_identity` is the operator's setting: whether a SecretStore without `auth` and
     `role` may read AWS with the operator's own identity (a ClusterSecretStore always may).
     """
-    kind = body.get("kind", "SecretStore")
+    kind = body.get("kind", SECRET_STORE.kind)
     if kind not in KINDS:
         raise SpecError(f"kind {kind!r} is not a store; use SecretStore or ClusterSecretStore")
     namespace, name, generation = f.metadata(body)
-    if kind == "SecretStore" and not namespace:
+    if kind == SECRET_STORE.kind and not namespace:
         raise SpecError("a SecretStore needs metadata.namespace")
-    if kind == "ClusterSecretStore":
+    if kind == CLUSTER_SECRET_STORE.kind:
         namespace = None
     spec = f.mapping(body, "spec", "spec", required=True)
     provider = f.mapping(spec, "provider", "spec.provider", required=True)
@@ -115,7 +116,7 @@ def parse_store(body: Mapping[str, Any], *, allow_operator_identity: bool = Fals
         raise SpecError("spec.provider.aws.externalID is only used with role; set role or remove externalID")
     auth = _parse_auth(aws, kind, namespace)
     conditions = _parse_conditions(spec, kind)
-    if kind == "SecretStore" and auth is None and role is None and not allow_operator_identity:
+    if kind == SECRET_STORE.kind and auth is None and role is None and not allow_operator_identity:
         raise SpecError(
             "this SecretStore has no spec.provider.aws.auth and no role, so it would read AWS with the "
             "operator's own identity, which this operator does not allow for SecretStores; set "
@@ -165,7 +166,7 @@ def _parse_auth(aws: Mapping[str, Any], kind: str, namespace: str | None) -> Aut
 def _ref_namespace(ref: Mapping[str, Any], kind: str, namespace: str | None, where: str) -> str:
     """A SecretStore reads only its own namespace; a ClusterSecretStore must name one."""
     given = f.string(ref, "namespace", f"{where}.namespace")
-    if kind == "SecretStore":
+    if kind == SECRET_STORE.kind:
         if given is not None and given != namespace:
             raise SpecError(f"{where}.namespace must be the store's own namespace {namespace!r}; remove it")
         assert namespace is not None
@@ -177,7 +178,7 @@ def _ref_namespace(ref: Mapping[str, Any], kind: str, namespace: str | None, whe
 
 def _parse_conditions(spec: Mapping[str, Any], kind: str) -> tuple[NamespaceCondition, ...]:
     raw = f.items(spec, "conditions", "spec.conditions")
-    if raw and kind != "ClusterSecretStore":
+    if raw and kind != CLUSTER_SECRET_STORE.kind:
         raise SpecError("spec.conditions is only for ClusterSecretStore; remove it from the SecretStore")
     out = []
     for i, cond in enumerate(raw):

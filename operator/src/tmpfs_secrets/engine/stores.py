@@ -24,6 +24,7 @@ from tmpfs_secrets.providers.aws.credentials import (
     session_name,
     session_tags,
 )
+from tmpfs_secrets.vocabulary import CLUSTER_SECRET_STORE, SECRET_STORE
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class StoreRuntime:
 
 
 def store_key(kind: str, namespace: str | None, name: str) -> StoreKey:
-    return (kind, namespace if kind == "SecretStore" else None, name)
+    return (kind, namespace if kind == SECRET_STORE.kind else None, name)
 
 
 class Stores:
@@ -55,7 +56,7 @@ class Stores:
 
     async def upsert(self, body: Mapping[str, Any]) -> tuple[StoreKey, StoreRuntime, bool]:
         """Parse and build auth; returns (key, runtime, changed). Raises SpecError with the key unknown."""
-        kind = str(body.get("kind", "SecretStore"))
+        kind = str(body.get("kind", SECRET_STORE.kind))
         meta = body.get("metadata") or {}
         key = store_key(kind, meta.get("namespace"), str(meta.get("name", "")))
         try:
@@ -89,7 +90,7 @@ class Stores:
         if runtime is None:
             where = (
                 f"SecretStore {es.namespace}/{ref.name}"
-                if ref.kind == "SecretStore"
+                if ref.kind == SECRET_STORE.kind
                 else (f"ClusterSecretStore {ref.name}")
             )
             raise StoreError(
@@ -98,7 +99,7 @@ class Stores:
                 Reason.STORE_NOT_FOUND,
             )
         spec = runtime.spec
-        if ref.kind == "ClusterSecretStore" and spec.conditions:
+        if ref.kind == CLUSTER_SECRET_STORE.kind and spec.conditions:
             labels: Mapping[str, str] = {}
             if spec.needs_namespace_labels:
                 labels = await self._kube.namespace_labels(es.namespace)

@@ -20,9 +20,9 @@ import kopf
 from tmpfs_secrets.errors import Reason, SpecError
 from tmpfs_secrets.handlers.registry import GROUP, VERSION, registry
 from tmpfs_secrets.handlers.state import Runtime, runtime
-from tmpfs_secrets.kube.names import CLUSTER_SECRET_STORE, EXTERNAL_SECRET, SECRET_STORE
 from tmpfs_secrets.kube.rest import KubeApiError
 from tmpfs_secrets.ports import ObjectRef, SyncFailure
+from tmpfs_secrets.vocabulary import CLUSTER_SECRET_STORE, EXTERNAL_SECRET, SECRET_STORE
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import kopf
 
-registry = kopf.OperatorRegistry()
+from tmpfs_secrets.vocabulary import GROUP, VERSION
 
-GROUP = "tmpfs-secrets.io"
-VERSION = "v1alpha1"
+__all__ = ["GROUP", "VERSION", "registry"]
+
+registry = kopf.OperatorRegistry()
 
 
 @kopf.on.login(registry=registry)

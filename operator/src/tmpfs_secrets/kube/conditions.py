@@ -10,7 +10,9 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-READY = "Ready"
+from tmpfs_secrets.vocabulary import READY_CONDITION
+
+READY = READY_CONDITION
 
 
 def rfc3339(unix_time: float) -> str:

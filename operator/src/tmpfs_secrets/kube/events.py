@@ -17,14 +17,20 @@ from dataclasses import dataclass, field
 
 from tmpfs_secrets.kube.conditions import capped, rfc3339
 from tmpfs_secrets.kube.index import Tracked
-from tmpfs_secrets.kube.names import API_VERSION, COMPONENT
 from tmpfs_secrets.kube.rest import KubeApiError, Rest, core_path
+from tmpfs_secrets.vocabulary import (
+    API_VERSION,
+    COMPONENT,
+    EVENT_ROTATED,
+    EVENT_SYNC_FAILED,
+    EVENT_SYNCED,
+)
 
 log = logging.getLogger(__name__)
 
-SYNCED = "Synced"
-ROTATED = "Rotated"
-SYNC_FAILED = "SyncFailed"
+SYNCED = EVENT_SYNCED
+ROTATED = EVENT_ROTATED
+SYNC_FAILED = EVENT_SYNC_FAILED
 MAX_MESSAGE = 1024  # the API server rejects longer event messages
 
 

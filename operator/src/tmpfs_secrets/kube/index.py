@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmpfs_secrets.kube.names import EXTERNAL_SECRET, REFRESH_ANNOTATION
 from tmpfs_secrets.ports import ObjectRef
+from tmpfs_secrets.vocabulary import EXTERNAL_SECRET, REFRESH_ANNOTATION
 
 
 @dataclass(frozen=True)

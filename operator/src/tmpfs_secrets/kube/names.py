@@ -1,39 +1,46 @@
-"""The API group, kinds, labels and annotations of tmpfs-secrets, named once.
+"""The vocabulary under its older name: the Kubernetes side's imports of it still work.
 
-CRDs, handlers, the Secret writer and the tests all refer to these; a typo in one of them would
-otherwise split the operator's view of the world silently.
+New code imports `tmpfs_secrets.vocabulary` directly.
 """
 
-from __future__ import annotations
+from tmpfs_secrets.vocabulary import (
+    API_VERSION,
+    CLUSTER_SECRET_STORE,
+    COMPONENT,
+    CONTENT_HASH_ANNOTATION,
+    DEFAULT_AUDIENCE,
+    EXTERNAL_SECRET,
+    EXTERNAL_SECRET_ANNOTATION,
+    GROUP,
+    IRSA_AUDIENCE_ANNOTATION,
+    IRSA_ROLE_ANNOTATION,
+    KINDS,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MERGE_ANNOTATION,
+    REFRESH_ANNOTATION,
+    SECRET_STORE,
+    VERSION,
+    Kind,
+)
 
-from dataclasses import dataclass
-
-GROUP = "tmpfs-secrets.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-
-@dataclass(frozen=True)
-class Kind:
-    kind: str
-    plural: str
-    namespaced: bool
-
-
-EXTERNAL_SECRET = Kind("ExternalSecret", "externalsecrets", namespaced=True)
-SECRET_STORE = Kind("SecretStore", "secretstores", namespaced=True)
-CLUSTER_SECRET_STORE = Kind("ClusterSecretStore", "clustersecretstores", namespaced=False)
-KINDS = {k.kind: k for k in (EXTERNAL_SECRET, SECRET_STORE, CLUSTER_SECRET_STORE)}
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "tmpfs-secrets"
-CONTENT_HASH_ANNOTATION = f"{GROUP}/content-hash"
-EXTERNAL_SECRET_ANNOTATION = f"{GROUP}/external-secret"  # which ExternalSecret writes this Secret
-REFRESH_ANNOTATION = f"{GROUP}/refresh-requested"
-# A Secret opts in to `creationPolicy: Merge` with this annotation set to "true".
-MERGE_ANNOTATION = f"{GROUP}/allow-merge"
-COMPONENT = "tmpfs-secrets"
-
-IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
-IRSA_AUDIENCE_ANNOTATION = "eks.amazonaws.com/audience"
-DEFAULT_AUDIENCE = "sts.amazonaws.com"
+__all__ = [
+    "API_VERSION",
+    "CLUSTER_SECRET_STORE",
+    "COMPONENT",
+    "CONTENT_HASH_ANNOTATION",
+    "DEFAULT_AUDIENCE",
+    "EXTERNAL_SECRET",
+    "EXTERNAL_SECRET_ANNOTATION",
+    "GROUP",
+    "IRSA_AUDIENCE_ANNOTATION",
+    "IRSA_ROLE_ANNOTATION",
+    "KINDS",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "MERGE_ANNOTATION",
+    "REFRESH_ANNOTATION",
+    "SECRET_STORE",
+    "VERSION",
+    "Kind",
+]

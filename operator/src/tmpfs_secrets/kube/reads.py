@@ -15,9 +15,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tmpfs_secrets.kube.names import DEFAULT_AUDIENCE, IRSA_AUDIENCE_ANNOTATION, IRSA_ROLE_ANNOTATION
 from tmpfs_secrets.kube.rest import KubeApiError, Rest, core_path
 from tmpfs_secrets.ports import ServiceAccountToken
+from tmpfs_secrets.vocabulary import DEFAULT_AUDIENCE, IRSA_AUDIENCE_ANNOTATION, IRSA_ROLE_ANNOTATION
 
 TOKEN_SECONDS = 3600  # what EKS's webhook asks for; the engine refreshes before expiry
 

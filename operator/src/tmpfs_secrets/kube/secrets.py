@@ -21,7 +21,8 @@ from typing import Any
 
 from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.kube.index import Target, Tracked
-from tmpfs_secrets.kube.names import (
+from tmpfs_secrets.kube.rest import JSON, KubeApiError, Rest, core_path
+from tmpfs_secrets.vocabulary import (
     API_VERSION,
     CONTENT_HASH_ANNOTATION,
     EXTERNAL_SECRET,
@@ -30,7 +31,6 @@ from tmpfs_secrets.kube.names import (
     MANAGED_BY_LABEL,
     MERGE_ANNOTATION,
 )
-from tmpfs_secrets.kube.rest import JSON, KubeApiError, Rest, core_path
 
 
 class TargetError(Exception):

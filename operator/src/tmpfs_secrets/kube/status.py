@@ -14,12 +14,12 @@ from typing import Any
 
 from tmpfs_secrets.kube import conditions
 from tmpfs_secrets.kube.index import ObjectIndex, Tracked
-from tmpfs_secrets.kube.names import GROUP, KINDS, VERSION
 from tmpfs_secrets.kube.rest import Rest, group_path
 from tmpfs_secrets.ports import SyncFailure, SyncSuccess
+from tmpfs_secrets.vocabulary import GROUP, KINDS, VERSION, Reason
 
-SYNCED = "Synced"
-STORE_VALID = "Valid"
+SYNCED = Reason.SYNCED.value
+STORE_VALID = Reason.VALID.value
 _TIMES = ("refreshTime", "nextRefreshTime")
 
 

@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.providers.aws.errors import reason_of
 from tmpfs_secrets.providers.base import Identity
+from tmpfs_secrets.vocabulary import SECRET_STORE
 
 if TYPE_CHECKING:
     from tmpfs_secrets.providers.aws.clients import AwsRuntime
@@ -61,7 +62,7 @@ def session_name(kind: str, namespace: str | None, store: str) -> str:
     never collide and the first '.' splits namespace from store. A name longer than STS's 64
     characters keeps its start and ends with '=' and a hash of the full name, so it stays unique.
     """
-    full = f"{namespace}.{store}" if kind == "SecretStore" else f"cluster@{store}"
+    full = f"{namespace}.{store}" if kind == SECRET_STORE.kind else f"cluster@{store}"
     if len(full) <= MAX_SESSION_NAME:
         return full
     digest = hashlib.sha256(f"{kind}/{namespace or ''}/{store}".encode()).hexdigest()[:_HASH_LEN]
@@ -71,7 +72,7 @@ def session_name(kind: str, namespace: str | None, store: str) -> str:
 def session_tags(kind: str, namespace: str | None, store: str) -> tuple[tuple[str, str], ...]:
     """Session tags for attribute-based policies: the namespace (SecretStores) and the store."""
     tags = [(STORE_KIND_TAG, kind), (STORE_TAG, store)]
-    if kind == "SecretStore" and namespace:
+    if kind == SECRET_STORE.kind and namespace:
         tags.insert(0, (NAMESPACE_TAG, namespace))
     return tuple(tags)
 
