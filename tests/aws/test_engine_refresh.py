@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.aws.conftest import Harness, data, external_secret, store
-from tmpfs_secrets.ports import ObjectRef, SyncSuccess
+from tmpfs_secrets.ports import ObjectRef, SinkError, SyncSuccess
 
-ENGINE_LOG = "tmpfs_secrets.engine.engine"
+ENGINE_LOG = "tmpfs_secrets.engine.reporting"
 
 
 def ref(name: str) -> ObjectRef:
@@ -86,7 +86,7 @@ async def test_refresh_request_redelivers_unchanged_content(harness: Harness, sm
     assert len(harness.rec.successes(ref("es"))) == 2  # once per request, not on every refresh
 
 
-class _Unwritable(Exception):
+class _Unwritable(SinkError):
     reason = "TargetConflict"
 
 

@@ -112,16 +112,16 @@ async def test_scheduled_deletion_and_a_bare_403_have_stable_reasons(harness: Ha
 async def test_an_unexpected_exception_becomes_a_status_and_a_traceback_without_values(
     harness: Harness, sm: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tmpfs_secrets.engine import engine as engine_module
+    from tmpfs_secrets.engine import evaluation
 
-    real = engine_module.item_keys
+    real = evaluation.item_keys
 
     def flaky(item: Any, source: Any, value: Any) -> Any:
         if source.key == "app/bug":
             raise RuntimeError(f"boom with {value.value.decode()}")  # a message that quotes the value
         return real(item, source, value)
 
-    monkeypatch.setattr(engine_module, "item_keys", flaky)
+    monkeypatch.setattr(evaluation, "item_keys", flaky)
     sm.create_secret(Name="app/bug", SecretString="bug-Zq9")
     sm.create_secret(Name="app/fine", SecretString="fine")
     caplog.set_level(logging.DEBUG)
@@ -150,3 +150,20 @@ async def test_refresh_intervals_out_of_range_name_the_allowed_range(
         and "from 0.1s to 87600h" in failure.message
         and "0 to fetch once" in failure.message
     )
+
+
+async def test_a_sink_failure_it_did_not_declare_is_logged_with_its_traceback(
+    harness: Harness, sm: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sm.create_secret(Name="app/x", SecretString="x-Zq9")
+    caplog.set_level(logging.DEBUG)
+
+    async def broken(ref_: ObjectRef, result: SyncSuccess) -> None:
+        raise ValueError(f"bug holding {result.data['V'].decode()}")
+
+    monkeypatch.setattr(harness.rec, "synced", broken)
+    await harness.engine.upsert_store(store())
+    await harness.engine.upsert_external_secret(external_secret("es", {"data": data(("V", "app/x"))}))
+    await harness.until(lambda: "failed unexpectedly" in caplog.text)
+    assert "ValueError (message withheld)" in caplog.text and "Traceback" in caplog.text
+    assert "Zq9" not in caplog.text

@@ -52,8 +52,16 @@ class SyncFailure:
     next_refresh_time: float | None = None
 
 
+class ReadError(Exception):
+    """A Kubernetes read failed for a reason the reader expects (the API server refused or is
+    unreachable); any other exception from a `KubeReads` method is a bug."""
+
+
 class KubeReads(Protocol):
-    """The Kubernetes reads the engine needs, done asynchronously by the Kubernetes side."""
+    """The Kubernetes reads the engine needs, done asynchronously by the Kubernetes side.
+
+    A missing object or key raises KeyError; other expected failures raise `ReadError`.
+    """
 
     async def namespace_labels(self, namespace: str) -> Mapping[str, str]: ...
 
@@ -69,8 +77,19 @@ class KubeReads(Protocol):
         ...
 
 
+class SinkError(Exception):
+    """A sink could not take an outcome for a reason it expects (the target Secret belongs to
+    someone else, RBAC, the API server refused the write) and has told the user itself. The
+    engine offers the key set again on the next refresh; any other exception is a bug."""
+
+    reason: str = ""  # a Reason value, shown in the engine's log line
+
+
 class Sink(Protocol):
-    """Where the engine reports outcomes; the Kubernetes side writes Secrets, status and events."""
+    """Where the engine reports outcomes; the Kubernetes side writes Secrets, status and events.
+
+    Expected failures raise `SinkError`.
+    """
 
     async def synced(self, ref: ObjectRef, result: SyncSuccess) -> None: ...
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from tmpfs_secrets.api.external_secret import ExternalSecretSpec
 from tmpfs_secrets.api.store import KeyRef, StoreSpec, parse_store
-from tmpfs_secrets.errors import Reason, SpecError, StoreError
-from tmpfs_secrets.ports import KubeReads
+from tmpfs_secrets.errors import Reason, SpecError, StoreError, traceback_text
+from tmpfs_secrets.ports import KubeReads, ReadError
 from tmpfs_secrets.providers.aws.credentials import (
     AssumeRoleAuth,
     Auth,
@@ -141,8 +141,15 @@ class Stores:
         where = f"ServiceAccount {namespace}/{name}"
         try:
             token = await self._kube.service_account_token(namespace, name)
-        except Exception as exc:
+        except (KeyError, ReadError) as exc:
             log.info("token request for %s failed: %s", where, type(exc).__name__)
+            raise StoreError(
+                f"could not get a token for {where} ({type(exc).__name__}); check that it exists "
+                "and that the operator may create tokens for it (auth.serviceAccountRef)",
+                Reason.STORE_NOT_READY,
+            ) from None
+        except Exception as exc:
+            log.error("token request for %s failed unexpectedly:\n%s", where, traceback_text(exc))
             raise StoreError(
                 f"could not get a token for {where} ({type(exc).__name__}); check that it exists "
                 "and that the operator may create tokens for it (auth.serviceAccountRef)",
@@ -169,6 +176,13 @@ class Stores:
                 Reason.STORE_NOT_READY,
             ) from None
         except Exception as exc:
+            if not isinstance(exc, ReadError):
+                log.error(
+                    "reading Secret %s/%s failed unexpectedly:\n%s",
+                    ref.namespace,
+                    ref.name,
+                    traceback_text(exc),
+                )
             raise StoreError(
                 f"could not read Secret {ref.namespace}/{ref.name} ({type(exc).__name__}); "
                 f"check that it exists (auth.secretRef.{field})",

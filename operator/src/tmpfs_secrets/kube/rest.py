@@ -17,11 +17,13 @@ import aiohttp
 from kubernetes.aio import client as kclient
 from kubernetes.aio import config as kconfig
 
+from tmpfs_secrets.ports import ReadError
+
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubeApiError(Exception):
+class KubeApiError(ReadError):
     """A non-2xx answer from the API server, with the server's own explanation."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.kube.index import Target, Tracked
 from tmpfs_secrets.kube.rest import JSON, KubeApiError, Rest, core_path
+from tmpfs_secrets.ports import SinkError
 from tmpfs_secrets.vocabulary import (
     API_VERSION,
     CONTENT_HASH_ANNOTATION,
@@ -33,7 +34,7 @@ from tmpfs_secrets.vocabulary import (
 )
 
 
-class TargetError(Exception):
+class TargetError(SinkError):
     """The target Secret can't be written; `reason` and `message` go to the status as they are."""
 
     def __init__(self, reason: Reason, message: str, *, transient: bool = False) -> None:

@@ -9,11 +9,14 @@ every status.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 
-from tmpfs_secrets.errors import Reason, SourceError, SyncError
+from tmpfs_secrets.errors import Reason, SourceError, SyncError, traceback_text
+
+log = logging.getLogger(__name__)
 
 _ACCESS = (
     "AccessDenied",
@@ -133,6 +136,9 @@ def from_exception(exc: Exception, what: str, action: str, region: str) -> SyncE
             "retrying with backoff, the last good values stay in place",
             Reason.PROVIDER_ERROR,
         )
+    # Not an AWS failure botocore describes: a bug. Its traceback goes to the log (without its
+    # message, which could quote data); the status gets a generic line.
+    log.error("reading %s failed unexpectedly:\n%s", what, traceback_text(exc))
     return SourceError(
         f"reading {what} failed ({type(exc).__name__}); retrying with backoff", Reason.PROVIDER_ERROR
     )
