@@ -50,6 +50,15 @@ def test_extract_delivers_the_good_keys_and_counts_the_bad_ones() -> None:
     assert "value-of" not in problem.message and "clé" not in problem.message
 
 
+def test_find_skips_every_kind_of_refused_key() -> None:
+    # Parameter names that give ".", "..", "..x", "...", "" (the path itself), 254 characters and
+    # non-ASCII keys; SSM refuses some of these names itself, the operator must not rely on it.
+    names = ["/app/.", "/app/..", "/app/..x", "/app/...", "/app/", "/app/" + "k" * 254, "/app/clé", "/app/ok"]
+    data, _, (problem,) = found_keys(Found("/app/", {n: Fetched(b"v", "1") for n in names}))
+    assert data == {"ok": b"v"}
+    assert "and 4 more" in problem.message
+
+
 def test_find_delivers_the_good_parameters_and_names_the_bad_ones() -> None:
     names = ["/app/good", "/app/..x", "/app/...", "/app/..", "/app/" + "k" * 254, "/app/sub/..data"]
     found = Found("/app/", {n: Fetched(b"v", "1") for n in names})
