@@ -30,7 +30,23 @@ MANAGED_BY = "tmpfs-secrets"
 CONTENT_HASH_ANNOTATION = f"{GROUP}/content-hash"
 EXTERNAL_SECRET_ANNOTATION = f"{GROUP}/external-secret"  # which ExternalSecret writes this Secret
 REFRESH_ANNOTATION = f"{GROUP}/refresh-requested"
+# Where opted-in pods see an ExternalSecret's keys unless `spec.mount` says otherwise.
+MOUNT_ROOT = f"/var/run/secrets/{GROUP}"
+DEFAULT_MODE = 0o440
+
+
+def default_mount_path(external_secret: str) -> str:
+    return f"{MOUNT_ROOT}/{external_secret}"
+
+
 COMPONENT = "tmpfs-secrets"
+
+# How a pod (or pod template) asks for its ExternalSecrets' volumes.
+INJECT_LABEL = f"{GROUP}/inject"
+SECRETS_ANNOTATION = f"{GROUP}/secrets"
+CONTAINERS_ANNOTATION = f"{GROUP}/containers"
+# On a workload's pod template: the content (hash) of an ExternalSecret that last restarted it.
+RESTART_ANNOTATION_PREFIX = f"restart.{GROUP}"
 
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 IRSA_AUDIENCE_ANNOTATION = "eks.amazonaws.com/audience"
