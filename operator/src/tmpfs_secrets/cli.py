@@ -90,6 +90,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve a liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz (default: none)",
     )
+    run.add_argument(
+        "--webhook-cert-dir",
+        metavar="DIR",
+        default=None,
+        help="serve the admission webhooks (pod injection, ExternalSecret and store validation) over "
+        "HTTPS with DIR/tls.crt and DIR/tls.key, reloaded when they change (default: no webhooks)",
+    )
+    run.add_argument(
+        "--webhook-address",
+        metavar="HOST:PORT",
+        default=Settings.webhook_address,
+        help="where the webhooks listen (default: %(default)s)",
+    )
+    run.add_argument(
+        "--health-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve /healthz (liveness: the refresh loop runs), /readyz (readiness: every store and "
+        "ExternalSecret read, webhooks serving) and /metrics over HTTP here, e.g. 0.0.0.0:8081 "
+        "(default: none)",
+    )
+    run.add_argument(
+        "--stuck-after",
+        type=_seconds,
+        default=Settings.stuck_after,
+        metavar="SECONDS",
+        help="/healthz fails when a due refresh has not started for this long (default: %(default)s)",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     return parser
 
@@ -103,6 +131,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         liveness=args.liveness,
         verbose=args.verbose,
+        webhook_cert_dir=args.webhook_cert_dir,
+        webhook_address=args.webhook_address,
+        health_address=args.health_address,
+        stuck_after=args.stuck_after,
     )
 
 

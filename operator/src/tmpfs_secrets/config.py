@@ -25,6 +25,13 @@ class Settings:
     verbose: bool = False
     kubeconfig: str | None = None  # None: $KUBECONFIG, ~/.kube/config, then in-cluster
     failure_event_interval: float = 300.0  # seconds between SyncFailed events of one object
+    # Admission webhooks over HTTPS: enabled with a folder holding tls.crt and tls.key.
+    webhook_cert_dir: str | None = None
+    webhook_address: str = "0.0.0.0:9443"
+    webhook_cert_reload: float = 2.0  # seconds between checks of the certificate files
+    # Plain-HTTP probes: /healthz (liveness), /readyz (readiness), /metrics. None: not served.
+    health_address: str | None = None
+    stuck_after: float = 60.0  # liveness fails when a refresh is overdue by this many seconds
 
     @property
     def clusterwide(self) -> bool:
@@ -37,5 +44,7 @@ class Settings:
             raise ValueError("aws_threads must be at least 1")
         if self.cache_ttl < 0:
             raise ValueError("cache_ttl must not be negative")
+        if self.stuck_after <= 0:
+            raise ValueError("stuck_after must be positive")
         if self.log_format not in ("text", "json"):
             raise ValueError("log_format must be 'text' or 'json'")
