@@ -28,6 +28,7 @@ class Reason(StrEnum):
     TARGET_NOT_FOUND = "TargetNotFound"  # creationPolicy Merge and the Secret does not exist
     TARGET_CONFLICT = "TargetConflict"  # the Secret exists but is not this ExternalSecret's, or immutable
     TARGET_WRITE_FAILED = "TargetWriteFailed"  # RBAC or API server errors while writing it
+    DELIVERY_NOT_AVAILABLE = "DeliveryNotAvailable"  # target.delivery Direct: not implemented yet
 
 
 class SyncError(Exception):
