@@ -6,7 +6,8 @@
 - `/readyz` (readiness) turns true once the first list of stores and ExternalSecrets has been
   read (so the pod webhook knows every ExternalSecret's mount) and, when the webhook is enabled,
   while it serves. A Service sends admission requests only to a ready operator.
-- `/metrics`: admission requests and refusals per webhook route, in Prometheus' text format.
+- `/metrics`: admission requests and refusals per webhook route, and the median and 99th
+  percentile of recent answer times, in Prometheus' text format.
 
 Every check is a callable that returns a problem (what is wrong, for a person) or None.
 """
@@ -22,7 +23,7 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 Check = Callable[[], str | None]
-Counts = Callable[[], Mapping[str, Mapping[str, int]]]
+Counts = Callable[[], Mapping[str, Mapping[str, float]]]
 
 
 @dataclass
@@ -64,9 +65,12 @@ class HealthServer:
 
     async def _metrics(self, _: web.Request) -> web.Response:
         lines = []
-        for metric, by_route in (self.counts() if self.counts else {}).items():
-            lines.append(f"# TYPE {metric} counter")
-            lines += [f'{metric}{{route="{route}"}} {value}' for route, value in sorted(by_route.items())]
+        for metric, by_label in (self.counts() if self.counts else {}).items():
+            kind = "counter" if metric.endswith("_total") else "gauge"
+            lines.append(f"# TYPE {metric} {kind}")
+            for labels, value in sorted(by_label.items()):
+                selector = labels if "=" in labels else f'route="{labels}"'
+                lines.append(f"{metric}{{{selector}}} {value:g}")
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

@@ -58,12 +58,18 @@ def health_server(
     def webhook_serving() -> str | None:
         return None if webhook is None or webhook.serving else "the webhook server is not serving"
 
-    def counts() -> dict[str, dict[str, int]]:
+    def counts() -> dict[str, dict[str, float]]:
         if webhook is None:
             return {}
+        durations = {
+            f'route="{route}",quantile="{q:g}"': seconds
+            for route in webhook.durations
+            for q, seconds in webhook.quantiles(route).items()
+        }
         return {
             "tmpfs_secrets_webhook_requests_total": dict(webhook.requests),
             "tmpfs_secrets_webhook_refusals_total": dict(webhook.refusals),
+            "tmpfs_secrets_webhook_answer_seconds": durations,
         }
 
     return HealthServer(

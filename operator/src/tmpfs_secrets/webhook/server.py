@@ -18,7 +18,8 @@ import json
 import logging
 import os
 import ssl
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,10 @@ class WebhookServer:
         self.reload_interval = reload_interval
         self.requests: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
+        # Seconds from the request's arrival to its answer, the last few thousand per route.
+        self.durations: dict[str, deque[float]] = {
+            route: deque(maxlen=4096) for route in (MUTATE_PODS, VALIDATE)
+        }
         self.serving = False
         self._runner: web.AppRunner | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -160,10 +165,26 @@ class WebhookServer:
             return Verdict()
         return objects.validate(request.kind, request.object, request.namespace)
 
+    def quantiles(self, route: str, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[float, float]:
+        """Quantiles of the recent answer times of `route`, in seconds (empty before any request)."""
+        values = sorted(self.durations[route])
+        if not values:
+            return {}
+        return {q: values[min(len(values) - 1, int(q * len(values)))] for q in qs}
+
     async def _answer(
         self, http: web.Request, route: str, decide: Callable[[Request], Verdict]
     ) -> web.Response:
+        started = time.perf_counter()
         self.requests[route] += 1
+        try:
+            return await self._answer_timed(http, route, decide)
+        finally:
+            self.durations[route].append(time.perf_counter() - started)
+
+    async def _answer_timed(
+        self, http: web.Request, route: str, decide: Callable[[Request], Verdict]
+    ) -> web.Response:
         try:
             review: Any = await http.json()
             request = Request.parse(review)
