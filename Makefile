@@ -94,6 +94,10 @@ bench: tools ## Benchmark 1,000 ExternalSecrets over 100 sources: readiness, AWS
 bench-rotation: tools ## Rotate a two-key secret in AWS K times under a pod reading its files: delay p50/max, torn reads, restarts (BENCH_ARGS=--help).
 	$(PY) -m tests.cluster.bubble -- $(PY) -m bench.rotation $(BENCH_ARGS)
 
+.PHONY: bench-webhook
+bench-webhook: tools ## Pods created at a steady rate with and without injection: webhook latency p50/p99, extra time to Running (BENCH_ARGS=--help).
+	$(PY) -m tests.cluster.bubble -- $(PY) -m bench.webhook $(BENCH_ARGS)
+
 ##@ Deployment
 
 .PHONY: install

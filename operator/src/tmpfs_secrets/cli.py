@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Sequence
 
 from tmpfs_secrets import __version__
@@ -142,6 +143,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
+        from tmpfs_secrets.health import parse_address
+
+        for flag, value in (
+            ("--webhook-address", args.webhook_address),
+            ("--health-address", args.health_address),
+        ):
+            try:
+                if value is not None:
+                    parse_address(value)
+            except ValueError as e:
+                parser.error(f"{flag}: {e}")
+        if args.webhook_cert_dir is not None:
+            missing = [
+                f
+                for f in ("tls.crt", "tls.key")
+                if not os.path.isfile(os.path.join(args.webhook_cert_dir, f))
+            ]
+            if missing:
+                parser.error(f"--webhook-cert-dir {args.webhook_cert_dir} has no {' or '.join(missing)}")
         return run_operator(settings_from(args))
     parser.print_help()
     return 0
