@@ -90,9 +90,13 @@ def test_restart_workloads_restarts_exactly_the_users_once_with_the_new_value(
     assert "Deployment/user" in event["message"] and "StatefulSet/user-sts" in event["message"]
     assert "bystander" not in event["message"]
 
+    uids = {app: pods.get("pod", name)["metadata"]["uid"] for app, name in before.items()}
+
     def new_pod(app: str) -> str | None:
+        # A StatefulSet's new pod has the old one's name: tell them apart by uid.
         name = running_pod(pods, app, 180)
-        return name if name != before[app] else None
+        found = pods.kubectl("get", "pod", name, "-o", "jsonpath={.metadata.uid}", check=False).stdout
+        return name if found and found != uids[app] else None
 
     for app in ("user", "user-sts"):
         fresh = wait_until(f"a new pod of {app}", lambda app=app: new_pod(app), 180, 1)
@@ -100,7 +104,9 @@ def test_restart_workloads_restarts_exactly_the_users_once_with_the_new_value(
             wait_until(f"{app}'s new pod printing", lambda fresh=fresh: pods.logs(fresh).strip(), 60)
             == rotated
         )
-    assert running_pod(pods, "bystander") == before["bystander"]
+    bystander_pod = running_pod(pods, "bystander")
+    assert bystander_pod == before["bystander"]
+    assert pods.get("pod", bystander_pod)["metadata"]["uid"] == uids["bystander"]
 
     # The same content, refreshed again several times, restarts nothing more.
     seen = fetches(aws)
