@@ -131,6 +131,8 @@ def _restricted(name: str, image: str, script: str) -> dict[str, Any]:
             "runAsNonRoot": True,
             "runAsUser": 65534,
             "runAsGroup": 65534,
+            # The injected files are mode 0440 (spec.mount.defaultMode): group-readable via fsGroup.
+            "fsGroup": 65534,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [
