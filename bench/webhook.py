@@ -264,10 +264,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.webhook", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--pods", type=int, default=100, help="pods to create, half opted in (default: %(default)s)"
+        "--pods", type=int, default=120, help="pods to create, half opted in (default: %(default)s)"
     )
     parser.add_argument(
-        "--rate", type=float, default=5.0, help="pods created per second (default: %(default)s)"
+        "--rate", type=float, default=2.0, help="pods created per second (default: %(default)s)"
     )
     args = parser.parse_args(argv)
     if args.pods < 2 or args.rate <= 0:
