@@ -41,7 +41,8 @@ class HealthServer:
         return app
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # Short: the API server keeps connections alive, and shutdown would wait for them.
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         log.info("health probes at http://%s:%d/healthz and /readyz", host, port)

@@ -121,7 +121,8 @@ class WebhookServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # Short: the API server keeps connections alive, and shutdown would wait for them.
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.certificates.listener)
         await site.start()
