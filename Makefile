@@ -83,7 +83,7 @@ e2e-kind: tools ## On a machine with Docker: a kind cluster with the local busyb
 	@echo "remove it with: kind delete cluster --name tmpfs-secrets-e2e"
 
 .PHONY: demo
-demo: tools ## In the bubble: sync the shop's AWS values, rotate one, watch a running pod see it (KEEP=1, DEMO_ARGS=--no-node).
+demo: tools ## In the bubble: sync the shop's AWS values into injected pods, rotate one, watch them see it; one restartWorkloads restart (KEEP=1, DEMO_ARGS=--no-node).
 	$(PY) -m tests.cluster.demo $(if $(KEEP),--keep) $(DEMO_ARGS)
 
 .PHONY: bench
@@ -93,6 +93,10 @@ bench: tools ## Benchmark 1,000 ExternalSecrets over 100 sources: readiness, AWS
 .PHONY: bench-rotation
 bench-rotation: tools ## Rotate a two-key secret in AWS K times under a pod reading its files: delay p50/max, torn reads, restarts (BENCH_ARGS=--help).
 	$(PY) -m tests.cluster.bubble -- $(PY) -m bench.rotation $(BENCH_ARGS)
+
+.PHONY: bench-webhook
+bench-webhook: tools ## Pods created at a steady rate with and without injection: webhook latency p50/p99, extra time to Running (BENCH_ARGS=--help).
+	$(PY) -m tests.cluster.bubble -- $(PY) -m bench.webhook $(BENCH_ARGS)
 
 ##@ Deployment
 

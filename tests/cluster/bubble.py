@@ -17,7 +17,9 @@ did, the leftovers are listed, scrubbed, and the exit status is 1.
 `--forward PORT` binds 127.0.0.1:PORT on the host (0 picks a free port) before entering the
 namespace and hands the listening socket to the command (TMPFS_SECRETS_FORWARD_FD, and the port
 in TMPFS_SECRETS_FORWARD_PORT): a socket keeps the namespace it was made in, so the command can
-accept host connections on it and relay them to a server inside (see `forward.py`).
+accept host connections on it and relay them to a server inside (see `forward.py`). `run(...,
+extra_forwards=N)` hands over N more listeners on free host ports, as `fd:port` pairs separated by
+commas in TMPFS_SECRETS_EXTRA_FORWARDS (the demo relays one to the emulated AWS).
 
 Inside, TMPFS_SECRETS_BUBBLE holds the node's address; `inside()` tells whether this process is
 in a bubble.
@@ -45,6 +47,7 @@ BRIDGE = "cni0"
 BUBBLE_ENV = "TMPFS_SECRETS_BUBBLE"
 FORWARD_FD_ENV = "TMPFS_SECRETS_FORWARD_FD"
 FORWARD_PORT_ENV = "TMPFS_SECRETS_FORWARD_PORT"
+EXTRA_FORWARDS_ENV = "TMPFS_SECRETS_EXTRA_FORWARDS"
 
 _CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
@@ -89,7 +92,13 @@ def _inside_main(command: Sequence[str]) -> int:
     os.execvp(command[0], list(command))
 
 
-def run(command: Sequence[str], forward: int | None = None) -> int:
+def extra_forwards() -> list[tuple[int, int]]:
+    """(listening fd, host port) of each extra listener the wrapper handed over."""
+    pairs = os.environ.get(EXTRA_FORWARDS_ENV, "")
+    return [(int(fd), int(port)) for fd, port in (p.split(":") for p in pairs.split(",") if p)]
+
+
+def run(command: Sequence[str], forward: int | None = None, extra_forwards: int = 0) -> int:
     """Run `command` in a new bubble; return its exit status (1 if the run left anything behind)."""
     for stale in runs.scrub_stale():
         print(f"bubble: scrubbed the leftovers of killed run {stale}", file=sys.stderr, flush=True)
@@ -102,6 +111,10 @@ def run(command: Sequence[str], forward: int | None = None) -> int:
         env[FORWARD_FD_ENV] = str(listener.fileno())
         env[FORWARD_PORT_ENV] = str(listener.getsockname()[1])
         pass_fds = (listener.fileno(),)
+    extras = [socket.create_server(("127.0.0.1", 0)) for _ in range(extra_forwards)]
+    if extras:
+        env[EXTRA_FORWARDS_ENV] = ",".join(f"{s.fileno()}:{s.getsockname()[1]}" for s in extras)
+        pass_fds += tuple(s.fileno() for s in extras)
     argv = [sys.executable, "-m", "tests.cluster.bubble", "--inside", "--", *command]
     child = subprocess.Popen(argv, env=env, pass_fds=pass_fds, preexec_fn=_enter_new_netns)
     # A terminal's Ctrl-C reaches the command directly; the wrapper waits for it to finish. Ignored
@@ -120,6 +133,8 @@ def run(command: Sequence[str], forward: int | None = None) -> int:
         signal.signal(signal.SIGINT, previous)
         if listener is not None:
             listener.close()
+        for extra in extras:
+            extra.close()
     left = [f"process {pid} in the bubble" for pid in sorted(runs.processes_in_netns(netns))]
     left += runs.leftovers(run_)
     if left:

@@ -3,10 +3,13 @@
 It starts the local cluster in its network bubble (control plane and a real node) and moto as the
 embedded AWS, seeds the shop's values (the original problem's `RDS_PASSWORD`,
 `SUPABASE_SERVICE_ROLE_KEY` and connection settings), installs the CRDs, runs the operator as
-`tmpfs-secrets run`, applies `examples/`, shows the Secrets, starts a busybox pod that mounts
-`shop-db` as an ordinary Secret volume and prints the password whenever its file changes, rotates
-the password in AWS, and shows the same Secret change in place and the same container print the
-new value. Then it stops all it started. The values are fake, so the demo prints them; the
+`tmpfs-secrets run` with its admission webhooks (called by the API server through a Service),
+applies `examples/`, shows the Secrets, starts a Deployment whose pods opt in to `shop-db` with a
+label and an annotation (the webhook injects the volume) and print the password whenever its file
+changes, rotates the password in AWS, and shows the same Secret change in place and the same
+container print the new value. Then a second Deployment that reads `shop-config` only at start is
+restarted once by `rotation.restartWorkloads` when a parameter changes. Then it stops all it
+started. The values are fake, so the demo prints them; the
 operator itself never logs a value, and the last step checks that.
 
 Started outside a bubble it runs itself again inside one (`python -m tests.cluster.bubble`), which
@@ -34,10 +37,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from tests.cluster import binaries, bubble
+from tests.cluster import binaries, bubble, forward
 from tests.cluster.aws import REGION, MotoServer
+from tests.cluster.certs import CertificateAuthority
 from tests.cluster.cluster import NODE_NAME, Cluster
 from tests.cluster.operator import Operator, operator_env
+from tests.cluster.webhook import OperatorWebhook
 from tmpfs_secrets.api.duration import parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,8 +60,12 @@ CRD_NAMES = tuple(
 PLAIN = ("RDS_PORT", "RDS_USER", "RDS_DB")
 PARAMETERS = ("RDS_HOST", "RDS_PORT", "RDS_USER", "RDS_DB", "COGNITO_CLIENT_ID", "COGNITO_USER_POOL_ID")
 STEPS = 8  # without a node
-POD_STEPS = 10  # with the pod: its start, and its view of the rotation
-POD = "shop-app"
+POD_STEPS = 11  # with the pods: the app's start, its view of the rotation, and a restart
+POD = "shop-app"  # the Deployment; its pods are named by kube-controller-manager
+WORKER = "shop-worker"
+CONFIG_MOUNT = "/var/run/secrets/tmpfs-secrets.io/shop-config"
+# The worker reads its settings once, at start, as many programs do.
+WORKER_SCRIPT = f'echo "RDS_HOST=$(cat {CONFIG_MOUNT}/RDS_HOST)"; exec sleep 3600'
 MOUNT = "/var/run/secrets/tmpfs-secrets.io/shop-db"
 SYNC_FREQUENCY = "10s"
 # The pod's program: its mount as its own /proc/mounts shows it, then the password whenever the
@@ -78,6 +87,7 @@ class KubeApi(Protocol):
     """What the demo's steps need of a cluster: its control plane has it."""
 
     kubeconfig: Path
+    ca: CertificateAuthority
 
     def env(self) -> dict[str, str]: ...
 
@@ -113,38 +123,58 @@ def shop_values() -> dict[str, str]:
     }
 
 
-def pod_manifest(image: str) -> dict[str, Any]:
-    """The shop's app: `shop-db` as a read-only Secret volume (no subPath, which would freeze the
-    file), under the restricted Pod Security profile."""
+def _restricted(name: str, image: str, script: str) -> dict[str, Any]:
+    """A pod spec under the restricted Pod Security profile running `script` with busybox."""
     return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": POD, "labels": {"app": POD}},
+        "terminationGracePeriodSeconds": 1,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            # The injected files are mode 0440 (spec.mount.defaultMode): group-readable via fsGroup.
+            "fsGroup": 65534,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": name,
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+
+
+def deployment_manifest(name: str, image: str, secrets: str, script: str) -> dict[str, Any]:
+    """A Deployment whose pods opt in to `secrets` (label and annotation): no volume is written
+    here, the webhook adds a read-only Secret volume (never subPath) per ExternalSecret."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
         "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65534,
-                "runAsGroup": 65534,
-                "seccompProfile": {"type": "RuntimeDefault"},
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": name, "tmpfs-secrets.io/inject": "true"},
+                    "annotations": {"tmpfs-secrets.io/secrets": secrets},
+                },
+                "spec": _restricted("app", image, script),
             },
-            "containers": [
-                {
-                    "name": "app",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", POD_SCRIPT],
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "volumeMounts": [{"name": "shop-db", "mountPath": MOUNT, "readOnly": True}],
-                }
-            ],
-            "volumes": [{"name": "shop-db", "secret": {"secretName": "shop-db"}}],
         },
     }
+
+
+def pod_manifest(image: str) -> dict[str, Any]:
+    """The shop's app: a Deployment whose pods ask for `shop-db`."""
+    return deployment_manifest(POD, image, "shop-db", POD_SCRIPT)
 
 
 @dataclass
@@ -182,6 +212,19 @@ class PodView:
 
 
 @dataclass
+class RestartView:
+    """What the restart step showed: the worker's pods and what each printed at its start."""
+
+    pod_before: str
+    pod_after: str
+    printed_before: str
+    printed_after: str
+    generation_before: int
+    generation_after: int
+    events: list[str]
+
+
+@dataclass
 class Outcome:
     """What the demo showed, for its test to check."""
 
@@ -193,6 +236,7 @@ class Outcome:
     rotation_seconds: float
     leaked: list[str]
     pod: PodView | None = None
+    restart: RestartView | None = None
 
 
 @dataclass
@@ -252,6 +296,8 @@ class Demo:
     operator: Operator | None = None
     image: str | None = None
     sync_frequency: str = SYNC_FREQUENCY
+    hook: OperatorWebhook | None = None
+    pod_name: str = ""
     rotated_at: float = 0.0  # wall clock, comparable with the runtime's log timestamps
     secret_seconds: float = 0.0
 
@@ -270,11 +316,17 @@ class Demo:
         started = self.start_pod(steps, values["RDS_PASSWORD"]) if self.image else None
         rotated, after, event, seconds = self.rotate(steps, before)
         pod = self.follow_pod(steps, rotated, *started) if started else None
+        restart = self.restart_workloads(steps, values) if self.image else None
         searchable = {k: v for k, v in values.items() if k not in PLAIN}
-        leaked = self.check_log(steps, {**searchable, "RDS_PASSWORD (rotated)": rotated})
-        return Outcome(values, rotated, before, after, event, seconds, leaked, pod)
+        rotated_values = {"RDS_PASSWORD (rotated)": rotated}
+        if restart is not None:
+            rotated_values["RDS_HOST (rotated)"] = restart.printed_after.partition("=")[2]
+        leaked = self.check_log(steps, {**searchable, **rotated_values})
+        return Outcome(values, rotated, before, after, event, seconds, leaked, pod, restart)
 
     def stop(self) -> None:
+        if self.hook is not None:
+            self.hook.uninstall()  # cluster-scoped: never leave it behind
         if self.operator is not None:
             self.operator.stop()
 
@@ -310,23 +362,40 @@ class Demo:
         steps.done("established")
 
     def start_operator(self, steps: Steps) -> None:
-        steps.begin(f"Starting the operator: tmpfs-secrets run --namespace {self.namespace}")
+        args = ["--namespace", self.namespace]
+        if self.image:
+            # Pods run: the API server can call the operator's webhooks through a Service.
+            self.hook = OperatorWebhook.create(self.cluster, self.workdir)
+            args = [*self.hook.operator_args(), *args]
+        steps.begin(f"Starting the operator: tmpfs-secrets run {' '.join(args)}")
+        existing = self.cluster.kubectl("get", "namespace", self.namespace, check=False)
+        if existing.returncode != 0:
+            self.cluster.kubectl("create", "namespace", self.namespace)
         self.operator = Operator(
             env=operator_env(self.cluster, self.aws),
             log=self.workdir / "operator.log",
-            args=["--namespace", self.namespace],
+            args=args,
             log_format="text",
         ).start()
         steps.say(f"pid {self.operator.pid}, log {self.operator.log}")
+        if self.hook is not None:
+            self.hook.install()
+            self.hook.wait_effective(self.namespace)
+            steps.say(
+                f"webhooks on port {self.hook.port}, reached through service/tmpfs-secrets-webhook "
+                "in namespace tmpfs-secrets (an EndpointSlice to the node address)"
+            )
+            steps.say(
+                'MutatingWebhookConfiguration: pods labelled tmpfs-secrets.io/inject: "true", '
+                "failurePolicy Fail;"
+            )
+            steps.say("ValidatingWebhookConfiguration: ExternalSecrets and stores")
         steps.done("running")
 
     def apply_examples(self, steps: Steps) -> None:
         steps.begin(
             f"Applying examples/ into namespace {self.namespace} (refreshInterval patched to {self.interval})"
         )
-        existing = self.cluster.kubectl("get", "namespace", self.namespace, check=False)
-        if existing.returncode != 0:
-            self.cluster.kubectl("create", "namespace", self.namespace)
         for name in STORES:
             steps.say(self._apply(EXAMPLES / name))
         for name in EXTERNAL_SECRETS.values():
@@ -355,7 +424,9 @@ class Demo:
     def start_pod(self, steps: Steps, password: str) -> tuple[str, LogLine]:
         """Start the shop's pod and wait until it printed the current password; its container's id."""
         assert self.image is not None
-        steps.begin(f"Starting pod/{POD}: secret shop-db mounted at {MOUNT}")
+        steps.begin(
+            f"Starting deployment/{POD}: its pods opt in to shop-db, the webhook mounts it at {MOUNT}"
+        )
         self.cluster.kubectl(
             "label",
             "--overwrite",
@@ -364,26 +435,31 @@ class Demo:
             "pod-security.kubernetes.io/enforce=restricted",
         )
         steps.say(f"namespace {self.namespace} enforces the restricted Pod Security profile")
-        steps.say(f"image {self.image} (busybox), readOnly volume, no subPath; runAsNonRoot (uid 65534),")
-        steps.say("capabilities drop ALL, read-only root filesystem, seccomp RuntimeDefault")
+        steps.say(f"image {self.image} (busybox); runAsNonRoot (uid 65534), capabilities drop ALL,")
+        steps.say("read-only root filesystem, seccomp RuntimeDefault; the template has no volume at all:")
+        steps.say(
+            '  labels: {tmpfs-secrets.io/inject: "true"}  annotations: {tmpfs-secrets.io/secrets: shop-db}'
+        )
         steps.say("it prints its mount from /proc/mounts, then RDS_PASSWORD whenever the file changes")
         self._apply(json.dumps(pod_manifest(self.image)))
-        self.cluster.kubectl(
-            "wait", "--for=condition=Ready", "--timeout=180s", "-n", self.namespace, f"pod/{POD}"
-        )
+        self.pod_name = self._ready_pod(POD)
         pod = self._pod()
         status = pod["status"]["containerStatuses"][0]
         steps.say(
-            f"pod/{POD} {pod['status']['phase']} on node {pod['spec']['nodeName']}, "
-            f"restartCount {status['restartCount']}"
+            f"pod/{self.pod_name} (made by kube-controller-manager) {pod['status']['phase']} on node "
+            f"{pod['spec']['nodeName']}, restartCount {status['restartCount']}; the webhook added:"
         )
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"].startswith("tmpfs-secrets-"))
+        mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+        steps.say(f"  volume {json.dumps(volume)}")
+        steps.say(f"  mount  {json.dumps(mount)}")
         expected = f"RDS_PASSWORD={password}"
         lines = self._wait(
             "the pod to print the password",
             lambda: (found := self._logs()) and any(line.text == expected for line in found) and found,
             timeout=60,
         )
-        steps.say(f"$ kubectl logs {POD} --timestamps")
+        steps.say(f"$ kubectl logs {self.pod_name} --timestamps")
         for line in lines:
             steps.say(f"{line.at:%H:%M:%S.%f}  {line.text}")
         steps.done("the pod reads the value from its tmpfs file")
@@ -421,7 +497,8 @@ class Demo:
 
     def follow_pod(self, steps: Steps, rotated: str, container: str, before: LogLine) -> PodView:
         steps.begin(
-            f"Waiting for pod/{POD} to print the new value (kubelet syncFrequency {self.sync_frequency})"
+            f"Waiting for pod/{self.pod_name} to print the new value "
+            f"(kubelet syncFrequency {self.sync_frequency})"
         )
         steps.say("kubelet rewrites a Secret volume at the pod's next sync; the container keeps running")
         expected = f"RDS_PASSWORD={rotated}"
@@ -436,7 +513,7 @@ class Demo:
         pod = self._pod()
         status = pod["status"]["containerStatuses"][0]
         mount = next((line.text for line in lines if line.text.startswith("mount ")), "")
-        steps.say(f"$ kubectl logs {POD} --timestamps")
+        steps.say(f"$ kubectl logs {self.pod_name} --timestamps")
         for line in lines:
             steps.say(f"{line.at:%H:%M:%S.%f}  {line.text}")
         to_file = after.at.timestamp() - self.rotated_at
@@ -448,7 +525,7 @@ class Demo:
         steps.say(f"restartCount {status['restartCount']}, {same} ({str(status['containerID'])[:25]}...)")
         steps.done("rotated in the running pod, no restart")
         return PodView(
-            POD,
+            self.pod_name,
             mount,
             before,
             after,
@@ -456,6 +533,55 @@ class Demo:
             str(status["containerID"]),
             int(status["restartCount"]),
             to_file,
+        )
+
+    def restart_workloads(self, steps: Steps, values: Mapping[str, str]) -> RestartView:
+        assert self.image is not None
+        steps.begin(f"rotation.restartWorkloads: deployment/{WORKER} reads shop-config only at start")
+        self.cluster.kubectl(
+            "patch", "-n", self.namespace, "externalsecrets.tmpfs-secrets.io", "shop-config",
+            "--type=merge", "-p", '{"spec": {"rotation": {"restartWorkloads": true}}}',
+        )  # fmt: skip
+        steps.say(
+            "$ kubectl patch externalsecret shop-config --type=merge "
+            '-p \'{"spec": {"rotation": {"restartWorkloads": true}}}\''
+        )
+        self._apply(json.dumps(deployment_manifest(WORKER, self.image, "shop-config", WORKER_SCRIPT)))
+        first = self._ready_pod(WORKER)
+        printed_before = self._wait(f"{first} to print", lambda: self._first_line(first), timeout=60)
+        generation_before = self._generation(WORKER)
+        steps.say(
+            f"pod/{first} printed at start: {printed_before}  (deployment generation {generation_before})"
+        )
+
+        new_host = f"shop-moved-{secrets.token_hex(3)}.cluster-demo.{REGION}.rds.amazonaws.com"
+        self.aws.client("ssm").put_parameter(
+            Name="/shop/prod/RDS_HOST", Value=new_host, Type="String", Overwrite=True
+        )
+        steps.say(f"AWS: /shop/prod/RDS_HOST {values['RDS_HOST']} -> {new_host}")
+        event = self._wait(
+            "the WorkloadsRestarted event", lambda: self._event("shop-config", "WorkloadsRestarted"), 120
+        )
+        steps.say(f"event on externalsecret/shop-config: WorkloadsRestarted  {event}")
+        second = self._wait(
+            f"a new pod of {WORKER}",
+            lambda: (name := self._ready_pod(WORKER, wait=False)) != first and name,
+            180,
+        )
+        printed_after = self._wait(f"{second} to print", lambda: self._first_line(second), timeout=60)
+        steps.say(f"pod/{second} printed at start: {printed_after}")
+        # A few more refreshes of the same content restart nothing.
+        seen = len(self.aws.calls())
+        self._wait("three more AWS calls (refreshes)", lambda: len(self.aws.calls()) >= seen + 3, 120)
+        generation_after = self._generation(WORKER)
+        events = self._events("shop-config", "WorkloadsRestarted")
+        steps.say(
+            f"deployment generation {generation_before} -> {generation_after}; "
+            f"{len(events)} WorkloadsRestarted event after further refreshes of the same content"
+        )
+        steps.done("restarted once, the new pod read the new value")
+        return RestartView(
+            first, str(second), printed_before, printed_after, generation_before, generation_after, events
         )
 
     def check_log(self, steps: Steps, values: Mapping[str, str]) -> list[str]:
@@ -491,21 +617,54 @@ class Demo:
 
     def _pod(self) -> dict[str, Any]:
         return dict(
-            json.loads(self.cluster.kubectl("get", "pod", POD, "-n", self.namespace, "-o", "json").stdout)
+            json.loads(
+                self.cluster.kubectl("get", "pod", self.pod_name, "-n", self.namespace, "-o", "json").stdout
+            )
         )
 
+    def _ready_pod(self, app: str, wait: bool = True) -> str:
+        """The name of a Ready pod of `app` that is not being deleted ("" when none and not waiting)."""
+
+        def find() -> str:
+            listed = json.loads(
+                self.cluster.kubectl(
+                    "get", "pods", "-n", self.namespace, "-l", f"app={app}", "-o", "json"
+                ).stdout
+            )
+            for pod in listed["items"]:
+                conditions = pod.get("status", {}).get("conditions") or []
+                ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+                if ready and not pod["metadata"].get("deletionTimestamp"):
+                    return str(pod["metadata"]["name"])
+            return ""
+
+        return str(self._wait(f"a Ready pod of {app}", find, timeout=180)) if wait else find()
+
+    def _first_line(self, pod: str) -> str:
+        found = self.cluster.kubectl("logs", pod, "-n", self.namespace, check=False)
+        return str(found.stdout).splitlines()[0] if found.returncode == 0 and found.stdout else ""
+
+    def _generation(self, deployment: str) -> int:
+        found = self.cluster.kubectl("get", "deployment", deployment, "-n", self.namespace, "-o", "json")
+        return int(json.loads(found.stdout)["metadata"]["generation"])
+
+    def _events(self, involved: str, reason: str) -> list[str]:
+        listed = json.loads(self.cluster.kubectl("get", "events", "-n", self.namespace, "-o", "json").stdout)
+        return [
+            str(e["message"])
+            for e in listed["items"]
+            if e["involvedObject"]["name"] == involved and e["reason"] == reason
+        ]
+
     def _logs(self) -> list[LogLine]:
-        found = self.cluster.kubectl("logs", POD, "-n", self.namespace, "--timestamps", check=False)
+        found = self.cluster.kubectl("logs", self.pod_name, "-n", self.namespace, "--timestamps", check=False)
         if found.returncode != 0:
             return []
         return [LogLine.parse(line) for line in str(found.stdout).splitlines() if line.strip()]
 
     def _event(self, involved: str, reason: str) -> str | None:
-        listed = json.loads(self.cluster.kubectl("get", "events", "-n", self.namespace, "-o", "json").stdout)
-        for event in listed["items"]:
-            if event["involvedObject"]["name"] == involved and event["reason"] == reason:
-                return str(event["message"])
-        return None
+        found = self._events(involved, reason)
+        return found[0] if found else None
 
     def _wait(self, what: str, check: Any, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
@@ -539,11 +698,25 @@ def _keep(out: TextIO, cluster: Cluster, aws: MotoServer, demo: Demo) -> None:
         out.write(f"  alias kubectl={binaries.path('kubectl')}\n")
     out.write(f"  kubectl get tss,tes,secrets -n {demo.namespace}\n")
     if demo.image:
-        out.write(f"  kubectl logs -f --timestamps -n {demo.namespace} {POD}\n")
-    # moto listens inside the bubble only; a host shell reaches it by joining the bubble's network.
-    out.write(f"Emulated AWS (inside the bubble): nsenter --net=/proc/{os.getpid()}/ns/net with\n")
-    for key, value in aws.env().items():
+        out.write(f"  kubectl logs -f --timestamps -n {demo.namespace} deployment/{POD}\n")
+        out.write(f"  IMAGE={demo.image}   # a local image pods can run (imagePullPolicy: Never)\n")
+    extra = bubble.extra_forwards()
+    env = aws.env()
+    if extra:
+        # moto listens inside the bubble; this host port relays to it.
+        fd, port = extra[0]
+        host, _, moto_port = aws.endpoint.removeprefix("http://").partition(":")
+        forward.serve(fd, (host, int(moto_port)))
+        env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+        out.write("Emulated AWS from the host (boto3 or the AWS CLI):\n")
+    else:
+        out.write(f"Emulated AWS (inside the bubble): nsenter --net=/proc/{os.getpid()}/ns/net with\n")
+    for key, value in env.items():
         out.write(f"  export {key}={value}\n")
+    out.write(
+        "  aws secretsmanager put-secret-value --secret-id prod/shop/db "
+        '--secret-string \'{"password":"new"}\'\n'
+    )
     out.write(f"Operator log: {demo.workdir / 'operator.log'}\nPress Ctrl-C to stop everything.\n")
     out.flush()
     _wait_for_signal()
@@ -652,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     binaries.ensure(binaries.CONTROL_PLANE if args.no_node else binaries.ALL)
     python = shutil.which(sys.executable) or sys.executable
     command = [python, "-m", "tests.cluster.demo", *(sys.argv[1:] if argv is None else argv)]
-    return bubble.run(command, forward=args.port if args.keep else None)
+    return bubble.run(command, forward=args.port if args.keep else None, extra_forwards=1 if args.keep else 0)
 
 
 if __name__ == "__main__":

@@ -69,9 +69,16 @@ def test_chart_renders_a_restricted_operator() -> None:
         "ops", "tmpfs-secrets", f"serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={ROLE_ARN}"
     )
     kinds = by_kind(docs)
-    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
-    # No Service, no webhook configuration: nothing the API server would ever dial.
-    assert not {"Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} & set(kinds)
+    assert sorted(kinds) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "MutatingWebhookConfiguration",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "ValidatingWebhookConfiguration",
+    ]
 
     account = kinds["ServiceAccount"]
     assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE_ARN}
@@ -89,14 +96,21 @@ def test_chart_renders_a_restricted_operator() -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
     assert container["args"][0] == "run"
-    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert "--health-address=0.0.0.0:8080" in container["args"]
+    assert "--webhook-cert-dir=/tls" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     security = container["securityContext"]
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {v["name"]: v for v in pod["volumes"]}["tmp"]["emptyDir"]["medium"] == "Memory"
+
+    without = by_kind(render("ops", "tmpfs-secrets", "webhook.enabled=false"))
+    assert sorted(without) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    bare = without["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in bare if a.startswith("--webhook")]
 
     scoped = by_kind(render("ops", "tmpfs-secrets", "operator.watchNamespaces={shop,billing}"))
     args = scoped["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -114,6 +128,48 @@ def test_chart_keeps_the_operator_identity_from_secretstores_unless_allowed() ->
     allowed = args("operator.allowOperatorIdentityForSecretStores=true", "operator.minRefreshInterval=30")
     assert "--allow-operator-identity-for-secretstores" in allowed
     assert "--min-refresh-interval=30" in allowed
+
+
+def test_chart_webhooks_select_only_opted_in_pods_with_a_matching_certificate() -> None:
+    kinds = by_kind(render("ops", "tmpfs-secrets", "webhook.excludeNamespaces={infra}"))
+    (inject,) = kinds["MutatingWebhookConfiguration"]["webhooks"]
+    assert inject["objectSelector"] == {"matchLabels": {"tmpfs-secrets.io/inject": "true"}}
+    (excluded,) = inject["namespaceSelector"]["matchExpressions"]
+    assert excluded["operator"] == "NotIn" and excluded["values"] == ["kube-system", "tmpfs-secrets", "infra"]
+    assert inject["failurePolicy"] == "Fail" and inject["timeoutSeconds"] <= 10
+    assert inject["clientConfig"]["service"] == {
+        "name": "ops-tmpfs-secrets-webhook",
+        "namespace": "tmpfs-secrets",
+        "path": "/mutate-pods",
+        "port": 443,
+    }
+    (validate,) = kinds["ValidatingWebhookConfiguration"]["webhooks"]
+    assert (
+        validate["failurePolicy"] == "Ignore" and validate["clientConfig"]["service"]["path"] == "/validate"
+    )
+    assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "webhook"
+
+    # The serving certificate is for the Service's name and signed by the caBundle's CA.
+    from cryptography import x509
+
+    secret = kinds["Secret"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(inject["clientConfig"]["caBundle"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    assert cert.issuer == ca.subject
+    ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, *_signature_args(cert))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert "ops-tmpfs-secrets-webhook.tmpfs-secrets.svc" in names
+    assert (
+        validate["clientConfig"]["caBundle"] == inject["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    )
+
+
+def _signature_args(cert: Any) -> tuple[Any, ...]:
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    return (padding.PKCS1v15(), cert.signature_hash_algorithm)
 
 
 def test_chart_passes_server_side_validation(control_plane: ControlPlane, namespace: str) -> None:
@@ -154,7 +210,13 @@ def token_kubeconfig(control_plane: ControlPlane, namespace: str, account: str, 
 def chart_rbac(control_plane: ControlPlane, crds: Path, namespace: str) -> Iterator[str]:
     """The chart's ServiceAccount, ClusterRole and binding applied; yields the ServiceAccount's name."""
     release = f"r{uuid.uuid4().hex[:8]}"
-    docs = [d for d in render(release, namespace) if d["kind"] != "Deployment"]
+    # The identity only: no operator runs behind the chart's Service here, so its webhook
+    # configurations stay out of the cluster.
+    docs = [
+        d
+        for d in render(release, namespace)
+        if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    ]
     text = yaml.safe_dump_all(docs)
     control_plane.kubectl("apply", "-f", "-", input=text)
     try:
@@ -178,6 +240,10 @@ def test_chart_rbac_is_least_privilege(control_plane: ControlPlane, chart_rbac: 
         ("create", "secrets"),
         ("create", "serviceaccounts/token"),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("list", "deployments.apps"),
+        ("patch", "deployments.apps"),
+        ("patch", "statefulsets.apps"),
+        ("patch", "daemonsets.apps"),
     ]:
         assert can(verb, resource), f"the chart's role cannot {verb} {resource}"
     for verb, resource in [
@@ -192,6 +258,11 @@ def test_chart_rbac_is_least_privilege(control_plane: ControlPlane, chart_rbac: 
         ("patch", "namespaces"),
         ("list", "pods"),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("delete", "deployments.apps"),
+        ("update", "deployments.apps"),
+        ("create", "deployments.apps"),
+        ("watch", "deployments.apps"),
+        ("patch", "replicasets.apps"),
     ]:
         assert not can(verb, resource), f"the chart's role may {verb} {resource}, which it does not need"
 

@@ -61,7 +61,7 @@ def test_demo_shows_a_rotation_in_place(
     assert outcome.rotated_password not in log and outcome.values["RDS_PASSWORD"] not in log
 
     if whole is None:
-        assert outcome.pod is None
+        assert outcome.pod is None and outcome.restart is None
         return
     pod = outcome.pod
     assert pod is not None
@@ -74,3 +74,16 @@ def test_demo_shows_a_rotation_in_place(
     # The pod's own log, read here rather than through the demo, holds both values in order.
     logs = control_plane.kubectl("logs", pod.name, "-n", namespace).stdout.splitlines()
     assert logs.index(pod.before.text) < logs.index(pod.after.text)
+
+    # The second Deployment read shop-config only at start; restartWorkloads restarted it once.
+    restart = outcome.restart
+    assert restart is not None
+    assert restart.pod_after != restart.pod_before
+    assert restart.printed_before == f"RDS_HOST={outcome.values['RDS_HOST']}"
+    assert (
+        restart.printed_after.startswith("RDS_HOST=shop-moved-")
+        and restart.printed_after != restart.printed_before
+    )
+    assert restart.generation_after == restart.generation_before + 1
+    assert len(restart.events) == 1 and "Deployment/shop-worker" in restart.events[0]
+    assert "Deployment/shop-app" not in restart.events[0]

@@ -204,14 +204,21 @@ def test_template_type_labels_and_immutable_secrets(
     assert kube.secret_data("shaped", namespace)["password"] == shop.values["RDS_PASSWORD"]
 
 
-def test_direct_delivery_writes_no_secret(
+def test_direct_delivery_is_never_synced_and_writes_no_secret(
     operator: Operator, shop: Shop, namespace: str, kube: Kube, apply_yaml: Callable[..., str]
 ) -> None:
     apply_examples(apply_yaml, namespace, "secretstore-secretsmanager.yaml")
     apply_yaml(_es("direct", "direct", "Owner", delivery="Direct"), namespace=namespace)
-    cond = kube.wait_ready("direct", namespace)
-    assert cond["reason"] == "Synced"
+    cond = kube.wait_ready("direct", namespace, status="False", reason="DeliveryNotAvailable")
+    assert "Direct is not available yet" in cond["message"] and "delivery: Secret" in cond["message"]
+    # A rotation is fetched again, and still reported as not delivered.
+    shop.rotate_password()
+    apply_yaml(_es("control", "control", "Owner"), namespace=namespace)
+    kube.wait_ready("control", namespace)
+    es = kube.get("ExternalSecret", "direct", namespace) or {}
+    assert "contentHash" not in (es.get("status") or {})
+    assert kube.ready("ExternalSecret", "direct", namespace)["reason"] == "DeliveryNotAvailable"  # type: ignore[index]
+    assert "Synced" not in kube.event_reasons(namespace, "direct")
     assert kube.secret("direct", namespace) is None
-    assert (
-        kube.core.list_namespaced_secret(namespace, label_selector="app.kubernetes.io/managed-by").items == []
-    )
+    managed = kube.core.list_namespaced_secret(namespace, label_selector="app.kubernetes.io/managed-by").items
+    assert [s.metadata.name for s in managed] == ["control"]

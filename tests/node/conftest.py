@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cluster.aws import MotoServer
 from tests.cluster.cluster import Cluster
+from tests.cluster.operator import Operator, operator_env
 from tests.cluster.polling import wait_until
+from tests.cluster.webhook import OperatorWebhook
 
 HERE = Path(__file__).parent
 
@@ -102,3 +108,55 @@ spec:
     imagePullPolicy: Never
     command: [sh, -c, {json.dumps(command)}]
 {container_extra}{extra_spec}"""
+
+
+@dataclass
+class Injecting:
+    """The operator with its webhooks enabled and routed through a Service, for one test."""
+
+    operator: Operator
+    hook: OperatorWebhook
+
+    def requests(self, route: str = "/mutate-pods") -> int:
+        """How many admission requests the operator's webhook has received on `route`."""
+        with urllib.request.urlopen(f"{self.hook.health_url}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith(f'tmpfs_secrets_webhook_requests_total{{route="{route}"}}'):
+                return int(line.split()[-1])
+        return 0
+
+    def probe(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"{self.hook.health_url}{path}", timeout=10) as answer:
+                return int(answer.status), answer.read().decode()
+        except urllib.error.HTTPError as e:
+            return int(e.code), e.read().decode()
+
+
+@pytest.fixture
+def injecting(
+    cluster: Cluster,
+    aws: MotoServer,
+    crds: Path,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Injecting]:
+    """The operator watching this test's namespace, serving its webhooks; configurations removed after."""
+    hook = OperatorWebhook.create(cluster.control_plane, tmp_path)
+    op = Operator(
+        env=operator_env(cluster.control_plane, aws),
+        log=tmp_path / "operator.log",
+        args=[*hook.operator_args(), "--namespace", namespace],
+    )
+    op.start()
+    try:
+        hook.install()
+        hook.wait_effective(namespace)
+        yield Injecting(op, hook)
+    finally:
+        hook.uninstall()
+        op.stop()
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print(f"\n--- operator log ({op.log}):\n" + "\n".join(op.log_text().splitlines()[-60:]))

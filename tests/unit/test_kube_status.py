@@ -102,7 +102,9 @@ def test_the_index_ignores_older_resource_versions() -> None:
     }
     tracked = index.observe("ExternalSecret", stale)
     assert tracked.status == {"contentHash": "sha256:new"}
-    assert tracked.target == Target("other", creation_policy="Merge")
+    assert tracked.target == Target(
+        "other", creation_policy="Merge", mount_path="/var/run/secrets/tmpfs-secrets.io/db"
+    )
     index.observe_status(
         "ExternalSecret",
         {

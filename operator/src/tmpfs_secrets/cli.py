@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Sequence
 
 from tmpfs_secrets import __version__
@@ -106,6 +107,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="the smallest refreshInterval an ExternalSecret may ask for; 0 (fetch once) is always "
         "allowed (default: %(default)s)",
     )
+    run.add_argument(
+        "--webhook-cert-dir",
+        metavar="DIR",
+        default=None,
+        help="serve the admission webhooks (pod injection, ExternalSecret and store validation) over "
+        "HTTPS with DIR/tls.crt and DIR/tls.key, reloaded when they change (default: no webhooks)",
+    )
+    run.add_argument(
+        "--webhook-address",
+        metavar="HOST:PORT",
+        default=Settings.webhook_address,
+        help="where the webhooks listen (default: %(default)s)",
+    )
+    run.add_argument(
+        "--health-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve /healthz (liveness: the refresh loop runs), /readyz (readiness: every store and "
+        "ExternalSecret read, webhooks serving) and /metrics over HTTP here, e.g. 0.0.0.0:8081 "
+        "(default: none)",
+    )
+    run.add_argument(
+        "--stuck-after",
+        type=_seconds,
+        default=Settings.stuck_after,
+        metavar="SECONDS",
+        help="/healthz fails when a due refresh has not started for this long (default: %(default)s)",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
 
     migrate = commands.add_parser(
@@ -136,6 +165,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         verbose=args.verbose,
         allow_operator_identity=args.allow_operator_identity,
         min_refresh_interval=args.min_refresh_interval,
+        webhook_cert_dir=args.webhook_cert_dir,
+        webhook_address=args.webhook_address,
+        health_address=args.health_address,
+        stuck_after=args.stuck_after,
     )
 
 
@@ -143,6 +176,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
+        from tmpfs_secrets.health import parse_address
+
+        for flag, value in (
+            ("--webhook-address", args.webhook_address),
+            ("--health-address", args.health_address),
+        ):
+            try:
+                if value is not None:
+                    parse_address(value)
+            except ValueError as e:
+                parser.error(f"{flag}: {e}")
+        if args.webhook_cert_dir is not None:
+            missing = [
+                f
+                for f in ("tls.crt", "tls.key")
+                if not os.path.isfile(os.path.join(args.webhook_cert_dir, f))
+            ]
+            if missing:
+                parser.error(f"--webhook-cert-dir {args.webhook_cert_dir} has no {' or '.join(missing)}")
         return run_operator(settings_from(args))
     if args.command == "migrate":
         return migrate_files(args.files)

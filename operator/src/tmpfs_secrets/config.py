@@ -29,6 +29,13 @@ class Settings:
     # when an admin allows it (ClusterSecretStores, which only admins create, always may).
     allow_operator_identity: bool = False
     min_refresh_interval: float = 10.0  # the smallest refreshInterval accepted (0, fetch once, aside)
+    # Admission webhooks over HTTPS: enabled with a folder holding tls.crt and tls.key.
+    webhook_cert_dir: str | None = None
+    webhook_address: str = "0.0.0.0:9443"
+    webhook_cert_reload: float = 2.0  # seconds between checks of the certificate files
+    # Plain-HTTP probes: /healthz (liveness), /readyz (readiness), /metrics. None: not served.
+    health_address: str | None = None
+    stuck_after: float = 60.0  # liveness fails when a refresh is overdue by this many seconds
 
     @property
     def clusterwide(self) -> bool:
@@ -43,5 +50,7 @@ class Settings:
             raise ValueError("cache_ttl must not be negative")
         if self.min_refresh_interval < 0:
             raise ValueError("min_refresh_interval must not be negative")
+        if self.stuck_after <= 0:
+            raise ValueError("stuck_after must be positive")
         if self.log_format not in ("text", "json"):
             raise ValueError("log_format must be 'text' or 'json'")

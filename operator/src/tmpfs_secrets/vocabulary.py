@@ -38,6 +38,22 @@ REFRESH_ANNOTATION = f"{GROUP}/refresh-requested"
 MERGE_ANNOTATION = f"{GROUP}/allow-merge"
 COMPONENT = "tmpfs-secrets"
 
+# Where opted-in pods see an ExternalSecret's keys unless `spec.mount` says otherwise.
+MOUNT_ROOT = f"/var/run/secrets/{GROUP}"
+DEFAULT_MODE = 0o440
+
+
+def default_mount_path(external_secret: str) -> str:
+    return f"{MOUNT_ROOT}/{external_secret}"
+
+
+# How a pod (or pod template) asks for its ExternalSecrets' volumes.
+INJECT_LABEL = f"{GROUP}/inject"
+SECRETS_ANNOTATION = f"{GROUP}/secrets"
+CONTAINERS_ANNOTATION = f"{GROUP}/containers"
+# On a workload's pod template: the content (hash) of an ExternalSecret that last restarted it.
+RESTART_ANNOTATION_PREFIX = f"restart.{GROUP}"
+
 READY_CONDITION = "Ready"  # the one condition type of every object
 # Event reasons (the failure events carry `SyncFailed`; the reason of the failure is in the message).
 EVENT_SYNCED = "Synced"
@@ -68,3 +84,4 @@ class Reason(StrEnum):
     TARGET_NOT_FOUND = "TargetNotFound"  # creationPolicy Merge and the Secret does not exist
     TARGET_CONFLICT = "TargetConflict"  # the Secret exists but is not this ExternalSecret's, or immutable
     TARGET_WRITE_FAILED = "TargetWriteFailed"  # RBAC or API server errors while writing it
+    DELIVERY_NOT_AVAILABLE = "DeliveryNotAvailable"  # target.delivery Direct: not implemented yet

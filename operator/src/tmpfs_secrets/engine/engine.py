@@ -90,6 +90,10 @@ class Engine:
         await self._scheduler.stop()
         self._fetcher.aws.close()
 
+    def health(self, stuck_after: float = 60.0) -> str | None:
+        """A problem for the liveness probe (the refresh loop stopped or stuck), or None."""
+        return self._scheduler.problem(self._clock.now(), stuck_after)
+
     async def idle(self) -> None:
         """Wait until no fetch is running (tests use it to observe a settled state)."""
         await asyncio.sleep(0)

@@ -59,10 +59,10 @@ async def stop(memo: Any, **_: Any) -> None:
 
 @kopf.on.probe(id="engine", registry=registry)
 async def engine_alive(memo: Any, **_: Any) -> dict[str, Any]:
-    """Liveness: kopf's endpoint answers 200 only while this returns."""
+    """kopf's own liveness endpoint (`--liveness`): the refresh loop's state, for people reading it.
+
+    `--health-address` serves the probe kubelet should use: it answers 503 when the loop is down.
+    """
     rt = runtime(memo)
-    health = getattr(rt.engine, "health", None)
-    if callable(health):
-        result = health()
-        return dict(result) if isinstance(result, dict) else {"ok": bool(result)}
-    return {"ok": True}
+    problem = rt.engine.health(rt.settings.stuck_after)
+    return {"ok": problem is None, "problem": problem}

@@ -2,18 +2,19 @@
 
 The sink compares what it is about to write with what the API server last told us (status,
 generation, target settings) instead of reading the object again: in an idle interval the
-operator makes no API calls beyond its watches. Only the slim parts the sink needs are kept.
+operator makes no API calls beyond its watches. Only the slim parts the sink needs are kept. The
+pod webhook reads the same index (targets and mounts), so admission makes no API request either.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tmpfs_secrets.ports import ObjectRef
-from tmpfs_secrets.vocabulary import EXTERNAL_SECRET, REFRESH_ANNOTATION
+from tmpfs_secrets.vocabulary import DEFAULT_MODE, EXTERNAL_SECRET, REFRESH_ANNOTATION, default_mount_path
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,19 @@ class Target:
     secret_type: str = "Opaque"  # target.template.type
     labels: tuple[tuple[str, str], ...] = ()  # target.template.metadata.labels
     annotations: tuple[tuple[str, str], ...] = ()  # target.template.metadata.annotations
+    # `spec.mount` and `spec.rotation`: what the pod webhook injects and whether workloads restart.
+    mount_path: str = ""
+    default_mode: int = DEFAULT_MODE
+    restart_workloads: bool = False
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], default_name: str) -> Target:
         target = spec.get("target") or {}
         template = target.get("template") or {}
         meta = template.get("metadata") or {}
+        mount = spec.get("mount") or {}
+        rotation = spec.get("rotation") or {}
+        mode = mount.get("defaultMode")
         return cls(
             name=str(target.get("name") or default_name),
             creation_policy=str(target.get("creationPolicy") or "Owner"),
@@ -43,6 +51,9 @@ class Target:
             secret_type=str(template.get("type") or "Opaque"),
             labels=tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items())),
             annotations=tuple(sorted((str(k), str(v)) for k, v in (meta.get("annotations") or {}).items())),
+            mount_path=str(mount.get("path") or default_mount_path(default_name)),
+            default_mode=mode if isinstance(mode, int) and not isinstance(mode, bool) else DEFAULT_MODE,
+            restart_workloads=rotation.get("restartWorkloads") is True,
         )
 
 
@@ -74,6 +85,17 @@ class ObjectIndex:
 
     def __init__(self) -> None:
         self._objects: dict[tuple[str, str | None, str], Tracked] = {}
+        # Objects a startup LIST found that the watch has not delivered yet; None before that LIST.
+        self._awaited: set[tuple[str, str | None, str]] | None = None
+
+    def await_listed(self, keys: Iterable[tuple[str, str | None, str]]) -> None:
+        """Remember what a startup LIST found: the index is complete once the watch delivered them."""
+        self._awaited = {k for k in keys if k not in self._objects}
+
+    @property
+    def complete(self) -> bool:
+        """Whether every object of the startup LIST has arrived through the watch."""
+        return self._awaited is not None and not self._awaited
 
     def observe(self, kind: str, body: Mapping[str, Any]) -> Tracked:
         """Record a body from a watch event or an API answer; older resourceVersions are ignored."""
@@ -107,6 +129,8 @@ class ObjectIndex:
             refresh_request=refresh_request,
         )
         self._objects[key] = tracked
+        if self._awaited:
+            self._awaited.discard(key)
         return tracked
 
     def observe_status(self, kind: str, body: Mapping[str, Any]) -> None:
@@ -120,6 +144,8 @@ class ObjectIndex:
         current.resource_version = version
 
     def forget(self, kind: str, namespace: str | None, name: str) -> Tracked | None:
+        if self._awaited:
+            self._awaited.discard((kind, namespace, name))
         return self._objects.pop((kind, namespace, name), None)
 
     def get(self, kind: str, namespace: str | None, name: str) -> Tracked | None:

@@ -11,6 +11,7 @@ from tmpfs_secrets.kube.events import EventRecorder
 from tmpfs_secrets.kube.index import ObjectIndex
 from tmpfs_secrets.kube.reads import KubeReadsImpl
 from tmpfs_secrets.kube.rest import Rest, connect
+from tmpfs_secrets.kube.restarts import WorkloadRestarter
 from tmpfs_secrets.kube.secrets import SecretWriter
 from tmpfs_secrets.kube.sink import KubeSink
 from tmpfs_secrets.kube.status import StatusWriter
@@ -38,6 +39,7 @@ class KubeSide:
             StatusWriter(rest, index),
             EventRecorder(rest, failure_interval=settings.failure_event_interval),
             concurrency=settings.workers,
+            restarter=WorkloadRestarter(rest),
         )
         return cls(api=api, rest=rest, index=index, reads=KubeReadsImpl(rest), writer=writer, sink=sink)
 

@@ -12,16 +12,24 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.kube import conditions, status
 from tmpfs_secrets.kube.events import ROTATED, SYNCED, EventRecorder
 from tmpfs_secrets.kube.index import ObjectIndex, Tracked
 from tmpfs_secrets.kube.rest import KubeApiError
+from tmpfs_secrets.kube.restarts import WorkloadRestarter
 from tmpfs_secrets.kube.secrets import SecretWriter, TargetError
 from tmpfs_secrets.ports import ObjectRef, SyncFailure, SyncSuccess
 
 log = logging.getLogger(__name__)
 
 _RETRY_DELAYS = (0.5, 2.0, 5.0)
+WORKLOADS_RESTARTED = "WorkloadsRestarted"
+RESTART_FAILED = "RestartFailed"
+DIRECT_NOT_AVAILABLE = (
+    "target.delivery Direct is not available yet, so nothing was delivered; "
+    "set spec.target.delivery: Secret (the default) to write a Secret that pods mount"
+)
 
 
 class KubeSink:
@@ -35,7 +43,9 @@ class KubeSink:
         events: EventRecorder,
         *,
         concurrency: int = 8,
+        restarter: WorkloadRestarter | None = None,
     ) -> None:
+        self.restarter = restarter
         self.index = index
         self.writer = writer
         self.statuses = statuses
@@ -58,6 +68,13 @@ class KubeSink:
             previous_versions: Mapping[str, str] = es.status.get("syncedVersions") or {}
             was_ready = conditions.is_true(es.status.get("conditions"))
             was_observed = _observed_generation(es) == es.generation
+            if es.target is not None and es.target.delivery == "Direct":
+                # Never Synced for values that reached no pod.
+                failure = SyncFailure(
+                    Reason.DELIVERY_NOT_AVAILABLE.value, DIRECT_NOT_AVAILABLE, result.next_refresh_time
+                )
+                await self._failed(es, failure)
+                return
             if es.target is not None and es.target.delivery == "Secret":
                 try:
                     await self._with_retries(
@@ -75,8 +92,26 @@ class KubeSink:
                 )
             if previous_hash and previous_hash != result.content_hash:
                 await self.events.normal(es, ROTATED, _rotated_message(es, previous_versions, result))
+                if es.target is not None and es.target.restart_workloads:
+                    await self._restart_workloads(es, result.content_hash)
             elif not (was_ready and was_observed and previous_hash == result.content_hash):
                 await self.events.normal(es, SYNCED, _synced_message(es, result))
+
+    async def _restart_workloads(self, es: Tracked, content_hash: str) -> None:
+        if self.restarter is None:
+            return
+        done = await self.restarter.restart_for(es, content_hash)
+        short = content_hash[:19]
+        if done.restarted:
+            await self.events.normal(
+                es,
+                WORKLOADS_RESTARTED,
+                f"restarted {_keys(list(done.restarted))} for content {short} (rotation.restartWorkloads)",
+            )
+        if done.failed:
+            await self.events.failure(
+                es, RESTART_FAILED, f"could not restart {_keys(list(done.failed), 5)} for content {short}"
+            )
 
     async def failed(self, ref: ObjectRef, result: SyncFailure) -> None:
         async with self._lock(ref), self._slots:

@@ -40,6 +40,7 @@ class Scheduler:
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self.last_tick: float | None = None  # when the loop last looked at the plan
 
     def start(self) -> None:
         if self._task is None:
@@ -56,6 +57,18 @@ class Scheduler:
         """Re-read the plan now (call after changing it)."""
         self._event.set()
 
+    def problem(self, now: float, stuck_after: float) -> str | None:
+        """Why the loop is not doing its job (stopped, or a refresh overdue by `stuck_after`), or None."""
+        if self._task is None:
+            return "the refresh loop is not running"
+        if self._task.done():
+            error = None if self._task.cancelled() else self._task.exception()
+            return f"the refresh loop stopped{f': {error!r}' if error else ''}"
+        due = self.plan.next_wake()
+        if due is not None and now - due > stuck_after and (self.last_tick is None or self.last_tick < due):
+            return f"the refresh loop is stuck: a refresh due {now - due:.0f}s ago has not started"
+        return None
+
     async def idle(self) -> None:
         """Wait until no batch is running (for tests and orderly shutdown)."""
         while self._batches:
@@ -63,6 +76,7 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
+            self.last_tick = self._clock.now()
             self._event.clear()
             for batch in self.plan.take_due(self._clock.now()):
                 task = asyncio.create_task(self._one(batch))
