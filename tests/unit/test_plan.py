@@ -186,7 +186,8 @@ def test_run_now_while_in_flight_reruns_after_completion() -> None:
     assert p.take_due(2) == [[s]]
 
 
-def test_backoff_jitter_and_interval_cap() -> None:
+def test_backoff_jitter_and_cap() -> None:
     b = Backoff(base=5, cap=300, random=lambda: 0.0)
-    assert b.delay(1, 600) == 2.5  # half of 5 with the lowest jitter
-    assert Backoff(base=5, cap=300, random=lambda: 1.0).delay(10, 60) == 60  # never beyond the interval
+    assert b.delay(1) == 2.5  # half of 5 with the lowest jitter
+    assert Backoff(base=5, cap=300, random=lambda: 1.0).delay(10) == 300  # past any interval, to the cap
+    assert Backoff().cap == 600  # ten minutes by default

@@ -7,6 +7,6 @@ single asyncio task that wakes at the next due time and hands batches to the eng
 from tmpfs_secrets.scheduler.backoff import Backoff
 from tmpfs_secrets.scheduler.clock import Clock, SystemClock
 from tmpfs_secrets.scheduler.loop import Scheduler
-from tmpfs_secrets.scheduler.plan import Plan
+from tmpfs_secrets.scheduler.plan import CALL, KEY, THROTTLED, Outcome, Plan
 
-__all__ = ["Backoff", "Clock", "Plan", "Scheduler", "SystemClock"]
+__all__ = ["CALL", "KEY", "THROTTLED", "Backoff", "Clock", "Outcome", "Plan", "Scheduler", "SystemClock"]

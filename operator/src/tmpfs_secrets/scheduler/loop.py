@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from tmpfs_secrets.providers.base import Source
 from tmpfs_secrets.scheduler.clock import Clock
-from tmpfs_secrets.scheduler.plan import Plan
+from tmpfs_secrets.scheduler.plan import Outcome, Plan
 
 log = logging.getLogger(__name__)
 
-RunBatch = Callable[[list[Source]], Awaitable[Mapping[Source, bool]]]
+RunBatch = Callable[[list[Source]], Awaitable[Mapping[Source, bool | Outcome]]]
 AfterBatch = Callable[[list[Source]], Awaitable[None]]
 
 
@@ -30,7 +30,7 @@ class Scheduler:
         after: AfterBatch | None = None,
         max_concurrent: int = 8,
     ) -> None:
-        """`run_batch` fetches and says which sources succeeded; `after` runs once the plan knows
+        """`run_batch` fetches and says how each source fared; `after` runs once the plan knows
         their next due times (the engine fans results out to ExternalSecrets there)."""
         self.plan = plan
         self._clock = clock
@@ -88,7 +88,7 @@ class Scheduler:
                 await asyncio.wait_for(self._event.wait(), timeout)
 
     async def _one(self, batch: list[Source]) -> None:
-        results: Mapping[Source, bool] = {}
+        results: Mapping[Source, bool | Outcome] = {}
         try:
             async with self._limit:
                 results = await self._run_batch(batch)
@@ -97,9 +97,7 @@ class Scheduler:
         except Exception:
             log.exception("refreshing a batch of %d sources failed unexpectedly", len(batch))
         finally:
-            now = self._clock.now()
-            for src in batch:
-                self.plan.complete(src, results.get(src, False), now)
+            self.plan.complete_batch(batch, results, self._clock.now())
             self.wake()
         if self._after is not None:
             try:
