@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         "older than its own refreshInterval (default: %(default)s)",
     )
     run.add_argument(
+        "--backoff-cap",
+        type=_seconds,
+        default=Settings.backoff_cap,
+        metavar="SECONDS",
+        help="the longest wait before retrying a key that keeps failing, or a store whose calls AWS "
+        "throttles or fails; backoff grows past the refresh interval up to this (default: %(default)s)",
+    )
+    run.add_argument(
         "--log-format",
         choices=("text", "json"),
         default=Settings.log_format,
@@ -160,6 +168,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         workers=args.workers,
         aws_threads=args.aws_threads,
         cache_ttl=args.cache_ttl,
+        backoff_cap=args.backoff_cap,
         log_format=args.log_format,
         liveness=args.liveness,
         verbose=args.verbose,

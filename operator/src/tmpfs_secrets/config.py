@@ -20,6 +20,7 @@ class Settings:
     workers: int = 8  # concurrent per-object handlers and concurrent Kubernetes writes
     aws_threads: int = 8  # size of the thread pool that runs boto3
     cache_ttl: float = 300.0  # seconds a fetched value stays reusable after its last user is gone
+    backoff_cap: float = 600.0  # the longest retry delay of a failing key or a throttled group
     log_format: LogFormat = "text"
     liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
     verbose: bool = False
@@ -52,5 +53,7 @@ class Settings:
             raise ValueError("min_refresh_interval must not be negative")
         if self.stuck_after <= 0:
             raise ValueError("stuck_after must be positive")
+        if self.backoff_cap <= 0:
+            raise ValueError("backoff_cap must be positive")
         if self.log_format not in ("text", "json"):
             raise ValueError("log_format must be 'text' or 'json'")

@@ -27,6 +27,9 @@ class SyncError(Exception):
     """A failure with a reason and a user-facing message that never contains a value."""
 
     default_reason = Reason.PROVIDER_ERROR
+    # What the SDK said about the call that failed, for the scheduler's backoff.
+    retry_after: float | None = None  # the service's retry hint (x-amz-retry-after), in seconds
+    attempts: int = 1  # HTTP attempts the SDK made (its own retries included)
 
     def __init__(self, message: str, reason: Reason | None = None) -> None:
         super().__init__(message)

@@ -13,6 +13,8 @@ from tmpfs_secrets.providers.aws.clients import AwsRuntime
 from tmpfs_secrets.providers.aws.credentials import Auth
 from tmpfs_secrets.providers.aws.factory import make_provider
 from tmpfs_secrets.providers.base import FIND, Fetched, Found, Identity, Provider, Source, Value
+from tmpfs_secrets.scheduler import Outcome
+from tmpfs_secrets.scheduler.outcomes import outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,9 @@ class Fetcher:
             )
         return provider
 
-    async def run_batch(self, batch: list[Source]) -> Mapping[Source, bool]:
-        """Fetch `batch` (one group), cache the values, remember the errors; True per success."""
+    async def run_batch(self, batch: list[Source]) -> Mapping[Source, bool | Outcome]:
+        """Fetch `batch` (one group), cache the values, remember the errors; True per success,
+        and for a failure how it bears on scheduling (this key, the whole call, throttling)."""
         provider = self._provider(batch[0])
 
         async def load(keys: list[Source]) -> Mapping[Source, object]:
@@ -87,7 +90,7 @@ class Fetcher:
             # of the batch reports it, so each object's status says so and the others carry on.
             log.error("fetching %d sources failed unexpectedly:\n%s", len(batch), traceback_text(exc))
             results = dict.fromkeys(batch, internal_error("fetching from AWS"))
-        ok: dict[Source, bool] = {}
+        ok: dict[Source, bool | Outcome] = {}
         for src, result in results.items():
             if isinstance(result, Fetched | Found):
                 self._errors.pop(src, None)
@@ -98,5 +101,5 @@ class Fetcher:
                 )
                 self._errors[src] = err
                 log.info("refresh of %s failed: %s: %s", src.describe(), err.reason.value, err.message)
-                ok[src] = False
+                ok[src] = outcome_of(err)
         return ok

@@ -14,7 +14,7 @@ class EngineSettings:
     cache_ttl: float = 300.0  # how long a value stays reusable after its source loses its last user
     cache_size: int = 100_000
     backoff_base: float = 5.0
-    backoff_cap: float = 300.0
+    backoff_cap: float = 600.0  # retries of a failing key or group grow past the interval up to this
     credential_refresh_margin: float = 300.0  # renew assumed-role credentials this long before expiry
     once_spread: float = 30.0  # spread of first fetches after a restart for refreshInterval 0
     store_grace: float = 10.0  # after start, wait this long for stores before reporting StoreNotFound
@@ -31,6 +31,7 @@ class EngineSettings:
             return cls(
                 aws_threads=settings.aws_threads,
                 cache_ttl=settings.cache_ttl,
+                backoff_cap=settings.backoff_cap,
                 max_concurrent_batches=settings.aws_threads,
                 allow_operator_identity=settings.allow_operator_identity,
                 min_refresh_interval=settings.min_refresh_interval,

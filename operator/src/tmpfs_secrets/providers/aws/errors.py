@@ -121,7 +121,12 @@ def from_exception(exc: Exception, what: str, action: str, region: str) -> SyncE
     if isinstance(exc, SyncError):
         return exc
     if isinstance(exc, ClientError):
-        return for_code(error_code(exc), what, action, region, status_of(exc))
+        code = error_code(exc)
+        if status_of(exc) == 429 and reason_for(code) is Reason.PROVIDER_ERROR:
+            code = "TooManyRequests"  # botocore counts a 429 with an unknown code as throttling too
+        err = for_code(code, what, action, region, status_of(exc))
+        retry_hints(err, exc)
+        return err
     if isinstance(exc, ParamValidationError):
         return SourceError(f"{invalid_request(exc)} for {what}", Reason.INVALID_SPEC)
     if isinstance(exc, NoCredentialsError):
@@ -153,3 +158,17 @@ def invalid_request(exc: ParamValidationError) -> str:
         f"AWS would refuse the request, so it was not sent: check {', '.join(fields)} "
         "(length and allowed characters)"
     )
+
+
+def retry_hints(err: SyncError, exc: ClientError) -> None:
+    """Carry the SDK's view of the failed call over to the scheduler: how many HTTP attempts it
+    made, and the service's `x-amz-retry-after` hint (milliseconds), which botocore honours too."""
+    meta = exc.response.get("ResponseMetadata", {})
+    retries = meta.get("RetryAttempts")
+    err.attempts = 1 + retries if isinstance(retries, int) and retries > 0 else 1
+    header = (meta.get("HTTPHeaders") or {}).get("x-amz-retry-after")
+    try:
+        hint = int(str(header)) / 1000.0 if header is not None else None
+    except ValueError:
+        hint = None
+    err.retry_after = hint if hint is not None and hint >= 0 else None
