@@ -31,6 +31,15 @@ from tests.cluster.certs import CertificateAuthority, KeyPair, service_account_k
 from tests.cluster.processes import Process, free_port, wait_for
 
 READY_TIMEOUT = 90.0
+# The identity tests and benchmarks give the operator, so the audit log can count its requests.
+OPERATOR_USER = "tmpfs-secrets-operator"
+# Only the operator's requests are audited, one line each when they complete (a watch: when it ends).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
+}
 
 
 @dataclass
@@ -93,6 +102,7 @@ class ControlPlane:
         self.kcm_port = free_port()
         self.api_url = f"https://127.0.0.1:{self.api_port}"
         self.kubeconfig = self.workdir / "kubeconfig"
+        self.audit_log = self.logs / "audit.log"
         self.processes: list[Process] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -180,6 +190,8 @@ class ControlPlane:
             server=True,
         )
         crt, key = serving.write(self.pki, "apiserver")
+        audit_policy = self.workdir / "audit-policy.yaml"
+        audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
         ca_file = self.pki / "ca.crt"
         ca_file.write_bytes(self.ca.cert)
         sa_private, sa_public = service_account_key()
@@ -206,6 +218,9 @@ class ControlPlane:
                 f"--service-account-signing-key-file={self.pki / 'sa.key'}",
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
                 "--profiling=false",
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
                 "--v=1",
                 *opts.apiserver_args,
             ],
@@ -299,6 +314,55 @@ class ControlPlane:
 
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": str(self.kubeconfig)}
+
+    def operator_kubeconfig(self) -> Path:
+        """A cluster-admin kubeconfig for the operator under its own name (`OPERATOR_USER`), whose
+        requests the audit log records."""
+        return self.kubeconfig_for(OPERATOR_USER, groups=["system:masters"])
+
+    def operator_requests(self, since: int = 0) -> list[dict[str, Any]]:
+        """The operator's requests audited since byte offset `since` (see `audit_offset`): dicts
+        with verb, resource, subresource, namespace, name and code."""
+        if not self.audit_log.exists():
+            return []
+        out = []
+        with self.audit_log.open("rb") as f:
+            f.seek(since)
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line still being written
+                if (event.get("user") or {}).get("username") != OPERATOR_USER:
+                    continue
+                ref = event.get("objectRef") or {}
+                out.append(
+                    {
+                        "verb": event.get("verb", ""),
+                        "resource": ref.get("resource", ""),
+                        "subresource": ref.get("subresource", ""),
+                        "namespace": ref.get("namespace", ""),
+                        "name": ref.get("name", ""),
+                        "code": (event.get("responseStatus") or {}).get("code", 0),
+                    }
+                )
+        return out
+
+    def audit_offset(self) -> int:
+        return self.audit_log.stat().st_size if self.audit_log.exists() else 0
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (etcd keeps the data); `start_apiserver_again` brings it back."""
+        self._apiserver().stop()
+
+    def start_apiserver_again(self) -> None:
+        proc = self._apiserver()
+        proc.start()
+        ctx = _tls_context(self.ca.cert, self.admin, self.workdir)
+        wait_for("kube-apiserver", lambda: http_ok(f"{self.api_url}/readyz", ctx), READY_TIMEOUT, 0.3, proc)
+
+    def _apiserver(self) -> Process:
+        return next(p for p in self.processes if p.name == "kube-apiserver")
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, kubeconfig: Path | None = None

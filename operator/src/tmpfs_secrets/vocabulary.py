@@ -36,6 +36,9 @@ EXTERNAL_SECRET_ANNOTATION = f"{GROUP}/external-secret"  # which ExternalSecret 
 REFRESH_ANNOTATION = f"{GROUP}/refresh-requested"
 # A Secret opts in to `creationPolicy: Merge` with this annotation set to "true".
 MERGE_ANNOTATION = f"{GROUP}/allow-merge"
+# On every Secret the operator writes (Merge targets too): the watch of target Secrets selects it.
+TARGET_LABEL = f"{GROUP}/target"
+TARGET_LABEL_VALUE = "true"
 COMPONENT = "tmpfs-secrets"
 
 # Where opted-in pods see an ExternalSecret's keys unless `spec.mount` says otherwise.

@@ -193,6 +193,19 @@ class Engine:
         state.redeliver = True
         await self._resolve(ref, state, "refresh")
 
+    async def redeliver(self, ref: ObjectRef) -> None:
+        """The target was deleted or edited by someone else: offer the current key set to the sink
+        again from the cache, without an AWS call (a refresh if the cache no longer has it)."""
+        state = self._es.get(ref)
+        if state is None or state.spec is None or not state.sources:
+            return
+        if any(self._fetcher.entry(src) is None for src in state.sources):
+            await self.request_refresh(ref)
+            return
+        state.redeliver = True
+        state.once_done = False
+        await self._evaluate(ref)
+
     def next_refresh_time(self, ref: ObjectRef) -> float | None:
         """When this ExternalSecret's sources are next due (None: fetched once, or unknown)."""
         state = self._es.get(ref)

@@ -17,6 +17,7 @@ import kopf
 
 from tmpfs_secrets.handlers.registry import registry
 from tmpfs_secrets.handlers.state import runtime
+from tmpfs_secrets.vocabulary import TARGET_LABEL, TARGET_LABEL_VALUE
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.reconnect_backoff = 1.0
     # Handlers only hand work to the engine; a retry after a transient failure should be quick.
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
+    # Only the Secrets the operator writes, selected by the API server, never every Secret.
+    settings.watching.label_selectors["v1", "secrets"] = f"{TARGET_LABEL}={TARGET_LABEL_VALUE}"
 
 
 @kopf.on.startup(registry=registry)

@@ -15,6 +15,7 @@ from tmpfs_secrets.kube.restarts import WorkloadRestarter
 from tmpfs_secrets.kube.secrets import SecretWriter
 from tmpfs_secrets.kube.sink import KubeSink
 from tmpfs_secrets.kube.status import StatusWriter
+from tmpfs_secrets.kube.targets import TargetIndex
 
 
 @dataclass
@@ -25,6 +26,7 @@ class KubeSide:
     reads: KubeReadsImpl
     writer: SecretWriter
     sink: KubeSink
+    targets: TargetIndex
     closed: bool = False
 
     @classmethod
@@ -32,7 +34,8 @@ class KubeSide:
         api = await connect(settings.kubeconfig, pool_size=max(4, settings.workers * 2))
         rest = Rest(api)
         index = ObjectIndex()
-        writer = SecretWriter(rest)
+        targets = TargetIndex()
+        writer = SecretWriter(rest, targets)
         sink = KubeSink(
             index,
             writer,
@@ -41,7 +44,15 @@ class KubeSide:
             concurrency=settings.workers,
             restarter=WorkloadRestarter(rest),
         )
-        return cls(api=api, rest=rest, index=index, reads=KubeReadsImpl(rest), writer=writer, sink=sink)
+        return cls(
+            api=api,
+            rest=rest,
+            index=index,
+            reads=KubeReadsImpl(rest),
+            writer=writer,
+            sink=sink,
+            targets=targets,
+        )
 
     async def close(self) -> None:
         if not self.closed:

@@ -1,10 +1,13 @@
 """The Secret writer: delivers a key set into a Kubernetes Secret, writing only on change.
 
 The content hash of what was written is stored in the annotation `tmpfs-secrets.io/content-hash`
-and remembered in memory. In steady state a refresh with the same hash costs nothing; after a
-restart the first refresh of each ExternalSecret reads its Secret once and writes only if the
-hash or the data differ, so a restarted operator rewrites nothing that is unchanged. A new
-ExternalSecret's Secret is created without a read first; only a 409 (it exists) costs a read.
+and remembered in memory. In steady state a refresh with the same hash costs nothing. Every
+Secret written is labelled `tmpfs-secrets.io/target` and watched by that label (`TargetIndex`):
+the writer compares with the watched state instead of reading the Secret, so a restarted
+operator reads nothing and rewrites nothing that is unchanged, and a Secret that is not in the
+complete index is created without a read; only a 409 (it exists without the label: written by
+an older version, or someone else's) costs a read. Until the watch has listed the Secrets once
+(or without a watch), the writer reads each Secret once instead.
 
 creationPolicy: Owner creates the Secret with an ownerReference (garbage-collected with the
 ExternalSecret); Orphan creates it without one (it stays); Merge only adds keys to a Secret that
@@ -22,6 +25,7 @@ from typing import Any
 from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.kube.index import Target, Tracked
 from tmpfs_secrets.kube.rest import JSON, KubeApiError, Rest, core_path
+from tmpfs_secrets.kube.targets import TargetIndex, digest, slim
 from tmpfs_secrets.ports import SinkError
 from tmpfs_secrets.vocabulary import (
     API_VERSION,
@@ -31,7 +35,11 @@ from tmpfs_secrets.vocabulary import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MERGE_ANNOTATION,
+    TARGET_LABEL,
+    TARGET_LABEL_VALUE,
 )
+
+LISTING_WAIT = 30.0  # seconds a write waits for the target watch's first listing, then reads
 
 
 class TargetError(SinkError):
@@ -95,8 +103,9 @@ def owner_reference(es: Tracked) -> dict[str, Any]:
 
 
 class SecretWriter:
-    def __init__(self, rest: Rest) -> None:
+    def __init__(self, rest: Rest, targets: TargetIndex | None = None) -> None:
         self.rest = rest
+        self.targets = targets
         self._written: dict[tuple[str, str], _Written] = {}  # (namespace, secret) -> last write
 
     def invalidate(self, namespace: str, secret: str) -> None:
@@ -114,25 +123,35 @@ class SecretWriter:
         if self._written.get(key) == wanted:
             return False
         path = core_path("secrets", es.namespace, target.name)
-        # A never-synced ExternalSecret's Secret almost never exists yet: create it without a read,
-        # and read it only if the create finds one (409).
-        create_first = key not in self._written and _never_synced(es) and target.creation_policy != "Merge"
+        # The watch lists every target Secret once at start; until then (or without a watch),
+        # the writer reads instead.
+        indexed = self.targets is not None and await self.targets.wait_listed(LISTING_WAIT)
+        watched = self.targets.get(es.namespace, target.name) if indexed and self.targets else None
+        # A Secret not in the complete index, or a never-synced ExternalSecret's Secret, almost
+        # never exists yet: create it without a read, and read it only if the create finds one (409).
+        create_first = target.creation_policy != "Merge" and (
+            indexed or (key not in self._written and _never_synced(es))
+        )
         for attempt in range(3):  # a create or patch can race with another writer; re-read and retry
             secret: JSON | None = None
-            if not (create_first and attempt == 0):
+            if attempt == 0 and watched is not None:
+                secret = watched
+            elif not (create_first and attempt == 0):
                 try:
-                    secret = await self.rest.get(path)
+                    secret = slim(await self.rest.get(path))
                 except KubeApiError as e:
                     if not e.not_found:
                         raise _write_failed(es, target, e) from e
             try:
-                written = await self._write_once(es, target, path, secret, data, content_hash, removed)
+                answer = await self._write_once(es, target, path, secret, data, content_hash, removed)
             except KubeApiError as e:
                 if e.conflict:
                     continue
                 raise _write_failed(es, target, e) from e
             self._written[key] = wanted
-            return written
+            if answer is not None and self.targets is not None:
+                self.targets.observe(answer)
+            return answer is not None
         raise TargetError(
             Reason.TARGET_WRITE_FAILED,
             f"Secret {es.namespace}/{target.name} kept changing while it was written; will retry",
@@ -148,7 +167,9 @@ class SecretWriter:
         data: Mapping[str, bytes],
         content_hash: str,
         removed: frozenset[str],
-    ) -> bool:
+    ) -> JSON | None:
+        """`secret` is the slim view (`targets.slim`: data values as digests); returns the API
+        server's answer, or None when nothing needed writing."""
         assert es.namespace is not None
         where = f"{es.namespace}/{target.name}"
         encoded = encode(data)
@@ -159,10 +180,9 @@ class SecretWriter:
                     f"Secret {where} does not exist; target.creationPolicy Merge only adds keys to an "
                     "existing Secret: create it first, or use creationPolicy Owner",
                 )
-            await self.rest.post(
+            return await self.rest.post(
                 core_path("secrets", es.namespace), self._new_secret(es, target, encoded, content_hash)
             )
-            return True
 
         meta = secret.get("metadata") or {}
         annotations: dict[str, str] = meta.get("annotations") or {}
@@ -186,8 +206,8 @@ class SecretWriter:
                 )
         current: dict[str, str] = secret.get("data") or {}
         if secret.get("immutable"):
-            if ours and all(current.get(k) == v for k, v in encoded.items()):
-                return False  # target.immutable: it already holds these values
+            if ours and all(current.get(k) == digest(v) for k, v in encoded.items()):
+                return None  # target.immutable: it already holds these values
             raise TargetError(
                 Reason.TARGET_CONFLICT,
                 f"Secret {where} is immutable, so new values can't be written into it; delete it so it "
@@ -200,30 +220,33 @@ class SecretWriter:
                 f"{target.secret_type}; a Secret's type can't change: delete it so it is created again",
             )
         patch: dict[str, Any] = {"metadata": {"resourceVersion": meta.get("resourceVersion")}}
-        changed_data: dict[str, str | None] = {k: v for k, v in encoded.items() if current.get(k) != v}
+        changed_data: dict[str, str | None] = {
+            k: v for k, v in encoded.items() if current.get(k) != digest(v)
+        }
         changed_data.update({k: None for k in removed if k in current and k not in encoded})
         if changed_data:
             patch["data"] = changed_data
         if annotations.get(CONTENT_HASH_ANNOTATION) != content_hash:
             patch["metadata"]["annotations"] = {CONTENT_HASH_ANNOTATION: content_hash}
+        labels = meta.get("labels") or {}
+        if labels.get(TARGET_LABEL) != TARGET_LABEL_VALUE:  # so the watch sees it (Merge targets too)
+            patch["metadata"]["labels"] = {TARGET_LABEL: TARGET_LABEL_VALUE}
         if target.creation_policy != "Merge":
             new_owners = [o for o in owners if o.get("uid") != es.uid]
             if target.creation_policy == "Owner":
                 new_owners.append(owner_reference(es))
             if new_owners != owners:
                 patch["metadata"]["ownerReferences"] = new_owners
-            labels = meta.get("labels") or {}
             wanted_labels = {**dict(target.labels), MANAGED_BY_LABEL: MANAGED_BY}
             if any(labels.get(k) != v for k, v in wanted_labels.items()):
-                patch["metadata"]["labels"] = wanted_labels
+                patch["metadata"].setdefault("labels", {}).update(wanted_labels)
             wanted = {**dict(target.annotations), EXTERNAL_SECRET_ANNOTATION: es.name}
             for key, value in wanted.items():
                 if annotations.get(key) != value:
                     patch["metadata"].setdefault("annotations", {})[key] = value
         if len(patch) == 1 and len(patch["metadata"]) == 1:
-            return False
-        await self.rest.merge_patch(path, patch)
-        return True
+            return None
+        return await self.rest.merge_patch(path, patch)
 
     @staticmethod
     def _new_secret(
@@ -232,7 +255,7 @@ class SecretWriter:
         meta: dict[str, Any] = {
             "name": target.name,
             "namespace": es.namespace,
-            "labels": {**dict(target.labels), MANAGED_BY_LABEL: MANAGED_BY},
+            "labels": {**dict(target.labels), MANAGED_BY_LABEL: MANAGED_BY, TARGET_LABEL: TARGET_LABEL_VALUE},
             "annotations": {
                 **dict(target.annotations),
                 CONTENT_HASH_ANNOTATION: content_hash,
