@@ -195,3 +195,17 @@ def test_every_source_refreshed_within_its_interval_with_mixed_intervals() -> No
         assert all(b - a <= interval + 1e-6 for a, b in itertools.pairwise(times)), s
     # cadence from the weighted count: ceil((32 + 32/3 + 31/120) / 20) = 3 calls per 30 s
     assert len(sim.between(3600, 7200)) == 3 * 120
+
+
+def test_sdk_retries_inside_successful_calls_count_against_the_rate() -> None:
+    p = plan()
+    sim = Sim(p)
+    keys = {src(i): 60.0 for i in range(40)}
+    p.set_owner("es", keys, 0, run_now=keys)
+    sim.run(120)
+    # every call now needs a second HTTP attempt (a throttled first try, retried by botocore)
+    sim.run(420, lambda t, b: dict.fromkeys(b, Outcome(True, attempts=2)))
+    for start in (180, 240, 300):
+        assert (
+            2 * len(sim.between(start, start + 60)) <= 2 + 1
+        )  # HTTP requests: the healthy two, one in flight

@@ -9,7 +9,7 @@ from typing import Any
 
 from tmpfs_secrets.cache import Entry, ValueCache
 from tmpfs_secrets.errors import SyncError, internal_error, traceback_text
-from tmpfs_secrets.providers.aws.clients import AwsRuntime
+from tmpfs_secrets.providers.aws.clients import AwsRuntime, counting_retries
 from tmpfs_secrets.providers.aws.credentials import Auth
 from tmpfs_secrets.providers.aws.factory import make_provider
 from tmpfs_secrets.providers.base import FIND, Fetched, Found, Identity, Provider, Source, Value
@@ -82,19 +82,22 @@ class Fetcher:
             return {k: fetched[k.ref] for k in keys}
 
         try:
-            results = await self.cache.load_many(
-                batch, load, lambda v: isinstance(v, Fetched | Found), self._ttl
-            )
+            with counting_retries() as retried:
+                results = await self.cache.load_many(
+                    batch, load, lambda v: isinstance(v, Fetched | Found), self._ttl
+                )
         except Exception as exc:
             # A bug, not an AWS failure (providers turn those into per-key errors): every source
             # of the batch reports it, so each object's status says so and the others carry on.
             log.error("fetching %d sources failed unexpectedly:\n%s", len(batch), traceback_text(exc))
             results = dict.fromkeys(batch, internal_error("fetching from AWS"))
+        # botocore's retries (a throttled first attempt, say) count against the group's rate
+        success: bool | Outcome = Outcome(True, attempts=1 + retried[0]) if retried[0] else True
         ok: dict[Source, bool | Outcome] = {}
         for src, result in results.items():
             if isinstance(result, Fetched | Found):
                 self._errors.pop(src, None)
-                ok[src] = True
+                ok[src] = success
             else:
                 err = (
                     result if isinstance(result, SyncError) else SyncError(f"no result for {src.describe()}")

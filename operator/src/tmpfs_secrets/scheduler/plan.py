@@ -217,6 +217,10 @@ class Plan:
             else:
                 if any(o.ok for o in results.values()):
                     group.failures = 0
+                cadence = group.gap()
+                retried = max(o.attempts for o in results.values()) - 1
+                if cadence is not None and retried > 0 and group.anchor > -math.inf:
+                    group.anchor += retried * cadence  # the SDK's retries were requests too
                 if group.blocked_until == math.inf:  # the probe got through
                     group.blocked_until = now
         for src, outcome in results.items():

@@ -9,10 +9,12 @@ botocore's own AWS_ENDPOINT_URL handling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -40,6 +42,22 @@ SERVICE_NAMES = {"SecretsManager": "secretsmanager", "ParameterStore": "ssm", "s
 RETRIES: Any = {"mode": "standard", "total_max_attempts": 2}
 
 
+# HTTP retries botocore made inside successful calls, counted for whoever asked (`counting_retries`):
+# the scheduler charges them to the group's rate like any other request.
+_retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("aws_retries", default=None)
+
+
+@contextlib.contextmanager
+def counting_retries() -> Iterator[list[int]]:
+    """Count botocore's retries of the successful calls made in this context (tasks it starts too)."""
+    counter = [0]
+    token = _retries.set(counter)
+    try:
+        yield counter
+    finally:
+        _retries.reset(token)
+
+
 class AwsRuntime:
     """Owns the thread pool, the clients and the credential cache."""
 
@@ -59,7 +77,13 @@ class AwsRuntime:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        result = await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        counter = _retries.get()
+        if counter is not None and isinstance(result, dict):
+            retried = (result.get("ResponseMetadata") or {}).get("RetryAttempts")
+            if isinstance(retried, int) and retried > 0:
+                counter[0] += retried
+        return result
 
     async def credentials(self, auth: Auth) -> Credentials | None:
         """Cached per identity until `refresh_margin` seconds before they expire."""
