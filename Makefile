@@ -87,7 +87,7 @@ demo: tools ## In the bubble: sync the shop's AWS values into injected pods, rot
 	$(PY) -m tests.cluster.demo $(if $(KEEP),--keep) $(DEMO_ARGS)
 
 .PHONY: bench
-bench: tools ## Benchmark 1,000 ExternalSecrets over 100 sources: readiness, AWS calls, writes, memory (BENCH_ARGS=--help).
+bench: tools ## Benchmark 1,000 ExternalSecrets over 100 sources: readiness, AWS calls, requests, memory (BENCH_ARGS="--n 10000 --m 1000", --help).
 	$(PY) -m bench.sync_scale $(BENCH_ARGS)
 
 .PHONY: bench-rotation

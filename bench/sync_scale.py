@@ -10,12 +10,22 @@ prints the figures issue 3 sets targets for, beside the ones measured for ESO in
 - Kubernetes writes in that same interval (nothing changed in AWS, so the target is zero),
   counted from the API server's own `apiserver_request_total`, which sees every write by anyone,
   failed ones included;
+- the most AWS calls in any one second of the steady interval (at most 2 is the target when the
+  calls per interval are fewer than its seconds);
+- the Kubernetes requests the operator itself made in the steady interval (target: none) and in
+  the interval after a restart (target: one LIST per watched kind, no GET of Secrets, no write),
+  counted from the API server's audit log, which records the operator's user only;
 - the operator's peak RSS (VmHWM);
 - after a restart of the operator: how the AWS calls spread over the interval. The most calls
   in one second and the average per second are printed, but below one call per second their
   ratio says nothing; the honest figure is the most calls in any window of interval / lower bound
   seconds (the gap between calls of a perfectly even schedule), which should be at most 2, and
-  the offset of every call from the restart.
+  the offset of every call from the restart;
+- with `--throttle FRACTION`: that fraction of the fetch calls answered `ThrottlingException` for
+  `--fault-seconds`; AWS calls (HTTP attempts) per minute while throttled, against the healthy
+  rate, and the seconds from the end of throttling until all are Ready again;
+- with `--outage SECONDS`: every fetch call answered 503 for that long; connection attempts per
+  minute during the outage, and the seconds from its end until all are Ready again.
 
 The last line is one JSON object with the figures. Not a test: it asserts nothing and runs for
 a few refresh intervals.
@@ -42,7 +52,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch
 
-from tests.cluster.aws import MotoServer
+from tests.cluster.aws import Fault, MotoServer
 from tests.cluster.control_plane import ControlPlane
 from tests.cluster.operator import Operator, operator_env
 
@@ -207,7 +217,7 @@ def cpu_by_process(plane: ControlPlane, operator: Operator) -> dict[str, float]:
     pids = {proc.name: proc.pid for proc in plane.processes}
     pids["operator"] = operator.pid
     pids["bench+moto"] = os.getpid()
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+    return {name: cpu_seconds(pid) for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
 
 
 def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -221,6 +231,55 @@ def sleep_until(deadline: float, operator: Operator) -> None:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
+def operator_requests(plane: ControlPlane, since: int) -> dict[str, int]:
+    """The operator's own Kubernetes requests (`verb resource[/subresource]`) since an audit offset."""
+    counts = collections.Counter(
+        f"{r['verb']} {r['resource']}{'/' + r['subresource'] if r['subresource'] else ''}"
+        for r in plane.operator_requests(since)
+    )
+    return dict(sorted(counts.items()))
+
+
+def per_minute(calls: Sequence[tuple[float, str]], start: float, seconds: float) -> list[int]:
+    """AWS requests in each whole minute from `start` (a last partial minute is left out)."""
+    minutes = max(1, int(seconds // 60))
+    return [sum(1 for t, _ in calls if start + 60 * i <= t < start + 60 * (i + 1)) for i in range(minutes)]
+
+
+def fault_phase(
+    name: str,
+    faults: list[Fault],
+    seconds: float,
+    aws: MotoServer,
+    custom: k8s.CustomObjectsApi,
+    n: int,
+    operator: Operator,
+    healthy_per_minute: float,
+) -> dict[str, Any]:
+    """Inject `faults` for `seconds`, then clear them: calls per minute meanwhile, and the time from
+    the end until all are Ready again."""
+    log(f"{name}: injecting for {seconds:.0f}s")
+    start = time.monotonic()
+    for fault in faults:
+        aws.inject(fault)
+    sleep_until(start + seconds, operator)
+    aws.clear_faults()
+    end = time.monotonic()
+    calls = aws.timed_calls(start)
+    minutes = per_minute([c for c in calls if c[0] < end], start, seconds)
+    wait_all_ready(custom, n, operator, timeout=1800)
+    recovered = time.monotonic() - end
+    log(
+        f"{name}: AWS requests per minute meanwhile {minutes} (healthy rate {healthy_per_minute:.1f}/min); "
+        f"all Ready again {recovered:.1f}s after it ended"
+    )
+    return {
+        "calls_per_minute": minutes,
+        "healthy_per_minute": round(healthy_per_minute, 2),
+        "ready_again_s": round(recovered, 1),
+    }
+
+
 def parse_interval(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     if text[-1] in units:
@@ -231,7 +290,16 @@ def parse_interval(text: str) -> float:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def run(n: int, m: int, interval: str, service: str, workdir: Path) -> dict[str, Any]:
+def run(
+    n: int,
+    m: int,
+    interval: str,
+    service: str,
+    workdir: Path,
+    throttle: float | None = None,
+    outage: float | None = None,
+    fault_seconds: float = 180.0,
+) -> dict[str, Any]:
     seconds = parse_interval(interval)
     lower_bound = math.ceil(m / BATCH[service])
     plane = ControlPlane().start()
@@ -246,9 +314,9 @@ def run(n: int, m: int, interval: str, service: str, workdir: Path) -> dict[str,
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         plane.kubectl("create", "namespace", NAMESPACE)
         custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "secretstores", store(service))
-        operator = Operator(
-            env=operator_env(plane, aws), log=workdir / "operator.log", args=["--namespace", NAMESPACE]
-        ).start()
+        env = operator_env(plane, aws)
+        env["KUBECONFIG"] = str(plane.operator_kubeconfig())  # its own user: the audit log counts it
+        operator = Operator(env=env, log=workdir / "operator.log", args=["--namespace", NAMESPACE]).start()
         log(
             f"operator running (pid {operator.pid}); {m} {service} sources seeded; "
             f"creating {n} ExternalSecrets"
@@ -294,16 +362,23 @@ def run(n: int, m: int, interval: str, service: str, workdir: Path) -> dict[str,
         sleep_until(t_ready + seconds, operator)
         first_window = by_operation(c for c in aws.timed_calls(t_ready) if c[0] < t_ready + seconds)
         log(f"interval 1 after Ready: AWS calls {first_window}")
+        secrets_before = secret_versions(core)
         start = time.monotonic()
-        k8s_before, secrets_before = request_totals(plane), secret_versions(core)
+        k8s_before, audit_before = request_totals(plane), plane.audit_offset()
         sleep_until(start + seconds, operator)
-        k8s_after, secrets_after = request_totals(plane), secret_versions(core)
+        k8s_after, steady_requests = request_totals(plane), operator_requests(plane, audit_before)
+        secrets_after = secret_versions(core)
         steady_calls = [c for c in aws.timed_calls(start) if c[0] < start + seconds]
         steady = by_operation(steady_calls)
+        steady_peak, _ = per_second_peak(steady_calls, start, seconds)
         writes = writes_between(k8s_before, k8s_after)
         secret_writes = sum(v for k, v in writes.items() if k.split()[1].startswith("secrets"))
         changed_rv = sum(1 for k, v in secrets_after.items() if secrets_before.get(k) != v)
-        log(f"steady interval ({interval}): AWS calls {steady}, lower bound {lower_bound}")
+        log(
+            f"steady interval ({interval}): AWS calls {steady}, lower bound {lower_bound}; "
+            f"most in any one second {steady_peak}"
+        )
+        log(f"steady interval: Kubernetes requests by the operator {steady_requests or 'none'}")
         log(
             f"steady interval: Kubernetes writes {writes or 'none'}; "
             f"Secrets with a new resourceVersion: {changed_rv}"
@@ -313,16 +388,42 @@ def run(n: int, m: int, interval: str, service: str, workdir: Path) -> dict[str,
         # A restart: synced objects join the spread schedule, so no burst of AWS calls.
         operator.stop()
         aws.reset_calls()
-        k8s_before = request_totals(plane)
+        k8s_before, audit_before = request_totals(plane), plane.audit_offset()
         restart = time.monotonic()
         operator.start()
         sleep_until(restart + seconds, operator)
         after_restart = aws.timed_calls(restart)
+        restart_requests = operator_requests(plane, audit_before)
         peak, average = per_second_peak(after_restart, restart, seconds)
         spread_window = seconds / lower_bound
         spread_peak = window_peak(after_restart, restart, seconds, spread_window)
         offsets = [round(t - restart, 2) for t, _ in after_restart if t < restart + seconds]
         restart_writes = writes_between(k8s_before, request_totals(plane))
+        calls_per_interval = len(steady_calls)
+        faults: dict[str, Any] = {}
+        fetch_ops = ("BatchGetSecretValue", "GetSecretValue", "GetParameters", "GetParameter")
+        if throttle is not None:
+            faults["throttle"] = fault_phase(
+                f"throttling {throttle:.0%} of calls",
+                [Fault(op, code="ThrottlingException", fraction=throttle) for op in fetch_ops],
+                fault_seconds,
+                aws,
+                custom,
+                n,
+                operator,
+                calls_per_interval * 60 / seconds,
+            )
+        if outage is not None:
+            faults["outage"] = fault_phase(
+                "AWS outage (503 on every fetch)",
+                [Fault(op, code="ServiceUnavailable", message="down", status=503) for op in fetch_ops],
+                outage,
+                aws,
+                custom,
+                n,
+                operator,
+                calls_per_interval * 60 / seconds,
+            )
         rss = max(rss_first, operator.peak_rss_mib())
         log(
             f"interval after a restart: AWS calls {by_operation(after_restart)}; "
@@ -330,9 +431,9 @@ def run(n: int, m: int, interval: str, service: str, workdir: Path) -> dict[str,
             f"most in any {spread_window:.1f}s window (interval / lower bound) {spread_peak}; "
             f"Kubernetes writes {restart_writes or 'none'}"
         )
+        log(f"interval after a restart: Kubernetes requests by the operator {restart_requests}")
         log(f"seconds from the restart to each AWS call: {', '.join(f'{o:.1f}' for o in offsets)}")
         log(f"operator peak RSS: {rss:.1f} MiB")
-        calls_per_interval = len(steady_calls)
         result = {
             "n": n,
             "m": m,
@@ -342,7 +443,10 @@ def run(n: int, m: int, interval: str, service: str, workdir: Path) -> dict[str,
             "calls_first_sync": sum(first_sync.values()),
             "calls_per_interval": calls_per_interval,
             "lower_bound_per_interval": lower_bound,
-            "max_calls_in_one_second": peak,
+            "max_calls_in_one_second_steady": steady_peak,
+            "max_calls_in_one_second_after_restart": peak,
+            "kube_requests_by_operator_steady": steady_requests,
+            "kube_requests_by_operator_after_restart": restart_requests,
             "avg_calls_per_second": round(average, 4),
             "secret_writes_idle_interval": secret_writes,
             "peak_rss_mib": round(rss, 1),
@@ -350,10 +454,14 @@ def run(n: int, m: int, interval: str, service: str, workdir: Path) -> dict[str,
             "max_calls_in_spread_window": spread_peak,
             "restart_call_offsets_s": offsets,
             "kube_requests_first_sync": first_requests,
+            **faults,
         }
         targets = {
             "calls_per_interval_within_10pct": calls_per_interval <= math.floor(lower_bound * 1.1),
             "at_most_2_calls_per_spread_window": spread_peak <= 2,
+            "at_most_2_calls_in_any_second_steady": steady_peak <= 2,
+            "no_kube_requests_steady": not steady_requests,
+            "no_secret_get_after_restart": not restart_requests.get("get secrets"),
             "zero_secret_writes_idle": secret_writes == 0,
         }
         log(f"targets: {targets}")
@@ -379,11 +487,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="SecretsManager",
         help="AWS service",
     )
+    parser.add_argument(
+        "--throttle",
+        type=float,
+        metavar="FRACTION",
+        help="after the restart, throttle this fraction of fetch calls for --fault-seconds",
+    )
+    parser.add_argument(
+        "--outage", type=float, metavar="SECONDS", help="then fail every fetch call with 503 for this long"
+    )
+    parser.add_argument(
+        "--fault-seconds", type=float, default=180.0, help="how long --throttle lasts (default: %(default)s)"
+    )
     parser.add_argument("--keep-log", action="store_true", help="keep the operator's log and print where")
     args = parser.parse_args(argv)
+    if args.throttle is not None and not 0 < args.throttle <= 1:
+        parser.error("--throttle is a fraction of calls: more than 0, at most 1")
     workdir = Path(tempfile.mkdtemp(prefix="tmpfs-secrets-bench-"))
     try:
-        result = run(args.n, args.m, args.interval, args.service, workdir)
+        result = run(
+            args.n,
+            args.m,
+            args.interval,
+            args.service,
+            workdir,
+            throttle=args.throttle,
+            outage=args.outage,
+            fault_seconds=args.fault_seconds,
+        )
     finally:
         if args.keep_log:
             log(f"operator log: {workdir / 'operator.log'}")

@@ -13,6 +13,7 @@ import base64
 import collections
 import json
 import os
+import random
 import shutil
 import tempfile
 import threading
@@ -57,13 +58,15 @@ def operation_of(headers: Mapping[str, str], body: bytes) -> str:
 
 @dataclass
 class Fault:
-    """An injected failure: `operation` answers `code` with HTTP `status`, `remaining` more times."""
+    """An injected failure: `operation` answers `code` with HTTP `status`, `remaining` more times,
+    to a `fraction` of its requests (chosen at random)."""
 
     operation: str
     code: str = "ThrottlingException"
     message: str = "Rate exceeded"
     status: int = 400
     remaining: int | None = None  # None: until cleared
+    fraction: float = 1.0
 
 
 @dataclass
@@ -110,7 +113,7 @@ class _FaultLayer:
     def _take(self, operation: str) -> Fault | None:
         with self.lock:
             fault = self.faults.get(operation)
-            if fault is None:
+            if fault is None or (fault.fraction < 1.0 and random.random() >= fault.fraction):
                 return None
             if fault.remaining is not None:
                 fault.remaining -= 1
