@@ -107,6 +107,7 @@ class Engine:
         Reports the store's readiness through `sink.store_status` and re-resolves every
         ExternalSecret that references it. Never raises for a bad spec.
         """
+        self._grace.first_event()
         key, runtime, changed = await self._stores.upsert(body)
         if runtime.error is not None:
             await self._reporter.store_status(key, False, runtime.error.reason, runtime.error.message)
@@ -136,6 +137,7 @@ class Engine:
         synced at this generation (seen again after an operator restart) join the spread
         schedule. A bad spec is reported with `sink.failed(InvalidSpec)`; this never raises.
         """
+        self._grace.first_event()
         meta = body.get("metadata") or {}
         ref = ObjectRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
         state = self._es.get(ref)
