@@ -37,6 +37,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.reconnect_backoff = 1.0
     # Handlers only hand work to the engine; a retry after a transient failure should be quick.
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
+    # kopf keeps a task per object for `idle_timeout` after its last event, in case more come.
+    # Our handlers only hand work to the engine, so a mass creation leaves thousands of idle tasks
+    # (and the bodies they hold) for 5 s by default; let them go sooner. (No `worker_limit`: the
+    # target Secret index makes every Secret's worker wait until all are listed, which a limit
+    # below their number would deadlock.)
+    settings.queueing.idle_timeout = 0.5
     # Only the Secrets the operator writes, selected by the API server, never every Secret.
     settings.watching.label_selectors["v1", "secrets"] = f"{TARGET_LABEL}={TARGET_LABEL_VALUE}"
 
