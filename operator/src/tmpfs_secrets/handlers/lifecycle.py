@@ -17,7 +17,7 @@ import kopf
 
 from tmpfs_secrets.handlers.registry import registry
 from tmpfs_secrets.handlers.state import runtime
-from tmpfs_secrets.vocabulary import TARGET_LABEL, TARGET_LABEL_VALUE
+from tmpfs_secrets.handlers.targets import repair
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +39,15 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     # kopf keeps a task per object for `idle_timeout` after its last event, in case more come.
     # Our handlers only hand work to the engine, so a mass creation leaves thousands of idle tasks
-    # (and the bodies they hold) for 5 s by default; let them go sooner. (No `worker_limit`: the
-    # target Secret index makes every Secret's worker wait until all are listed, which a limit
-    # below their number would deadlock.)
+    # (and the bodies they hold) for 5 s by default; let them go sooner.
     settings.queueing.idle_timeout = 0.5
-    # Only the Secrets the operator writes, selected by the API server, never every Secret.
-    settings.watching.label_selectors["v1", "secrets"] = f"{TARGET_LABEL}={TARGET_LABEL_VALUE}"
 
 
 @kopf.on.startup(registry=registry)
 async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     configure_kopf(settings)
     rt = runtime(memo)
+    rt.kube.target_watch.start(lambda namespace, name, what: repair(rt, namespace, name, what))
     await rt.engine.start()
     scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
     log.info("tmpfs-secrets operator started; watching %s", scope)

@@ -19,7 +19,7 @@ from tmpfs_secrets.config import Settings
 from tmpfs_secrets.engine import Engine
 
 # Importing the handler modules registers their handlers in the registry.
-from tmpfs_secrets.handlers import lifecycle, objects, targets  # noqa: F401
+from tmpfs_secrets.handlers import lifecycle, objects  # noqa: F401
 from tmpfs_secrets.handlers.registry import registry
 from tmpfs_secrets.handlers.state import Runtime
 from tmpfs_secrets.health import HealthServer, parse_address

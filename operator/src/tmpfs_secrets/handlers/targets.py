@@ -1,53 +1,22 @@
-"""Handlers for the target Secrets: the watch that replaces a GET per Secret, and drift repair.
+"""Drift repair: a target Secret deleted or changed by someone else gets its keys back.
 
-The watch selects the operator's Secrets by label on the API server (see `lifecycle`). It is a
-kopf index, so kopf lists every target Secret before it hands any ExternalSecret to a handler:
-by the time the engine writes, the writer knows every Secret without reading it. A Secret
-deleted or changed by someone else is news: its ExternalSecrets get their current key set
-offered again from the cache, and the writer restores only what differs (for Merge targets,
-only the keys the operator owns). Our own writes are recognised by their resourceVersion and
-cost nothing.
+The target watch (`kube.target_watch`) reports such news; the ExternalSecrets that write that
+Secret get their current key set offered again from the cache, and the writer restores only what
+differs (for Merge targets, only the keys the operator owns). Our own writes are recognised by
+their resourceVersion and are not news.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
-import kopf
-
-from tmpfs_secrets.handlers.registry import registry
-from tmpfs_secrets.handlers.state import Runtime, runtime
+from tmpfs_secrets.handlers.state import Runtime
 from tmpfs_secrets.ports import ObjectRef
-from tmpfs_secrets.vocabulary import TARGET_LABEL, TARGET_LABEL_VALUE
 
 log = logging.getLogger(__name__)
 
-SECRETS = ("", "v1", "secrets")
 _repairs: set[asyncio.Task[None]] = set()  # strong references to running repairs
-
-
-@kopf.index(*SECRETS, registry=registry, id="target-secrets", labels={TARGET_LABEL: TARGET_LABEL_VALUE})
-async def target_secret_seen(body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Added or modified. Returns nothing: kopf keeps no copy; our own slim index does."""
-    rt = runtime(memo)
-    meta = body.get("metadata") or {}
-    if rt.kube.targets.observe(body):
-        _repair(rt, str(meta.get("namespace")), str(meta.get("name")), "changed")
-
-
-@kopf.on.event(
-    *SECRETS, registry=registry, id="target-secret-deleted", labels={TARGET_LABEL: TARGET_LABEL_VALUE}
-)
-async def target_secret_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    if type != "DELETED":
-        return
-    rt = runtime(memo)
-    meta = body.get("metadata") or {}
-    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-    if rt.kube.targets.forget(namespace, name) is not None:
-        _repair(rt, namespace, name, "deleted")
 
 
 def _users(rt: Runtime, namespace: str, name: str) -> list[ObjectRef]:
@@ -60,21 +29,22 @@ def _users(rt: Runtime, namespace: str, name: str) -> list[ObjectRef]:
     return out
 
 
-def _repair(rt: Runtime, namespace: str, name: str, what: str) -> None:
+def repair(rt: Runtime, namespace: str, name: str, what: str) -> None:
+    """Called by the target watch for a Secret `what` ("changed" or "deleted") by someone else."""
     users = _users(rt, namespace, name)
     if not users:
         return  # e.g. garbage-collected after its ExternalSecret was deleted
     log.info("Secret %s/%s was %s by someone else; restoring what the operator owns", namespace, name, what)
     rt.kube.writer.invalidate(namespace, name)
 
-    async def repair() -> None:
+    async def run() -> None:
         for ref in users:
             try:
                 await rt.engine.redeliver(ref)
             except Exception:
                 log.exception("restoring Secret %s/%s for %s failed", namespace, name, ref.name)
 
-    # Not awaited here: the watch's handler stays quick, and writes go through the sink's limits.
-    task = asyncio.create_task(repair())
+    # Not awaited here: the watch keeps reading, and writes go through the sink's limits.
+    task = asyncio.create_task(run())
     _repairs.add(task)
     task.add_done_callback(_repairs.discard)

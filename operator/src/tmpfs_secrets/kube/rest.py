@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -117,6 +117,36 @@ class Rest:
         if response.status >= 400:
             raise _error(response.status, response.reason or "", raw)
         return json.loads(raw) if raw else {}
+
+    async def stream(
+        self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), deadline: float = 360.0
+    ) -> AsyncIterator[JSON]:
+        """A watch: the JSON documents of a streamed answer, one per line, as they arrive."""
+        method_, url, headers_, body_, post = await self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = await self.api.call_api(method_, url, headers_, body_, post, _request_timeout=deadline)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+        if response.status >= 400:
+            raise _error(response.status, response.reason or "", await response.read())  # type: ignore[no-untyped-call]
+        buffer = b""
+        try:
+            async for chunk in response.response.content.iter_any():
+                buffer += chunk
+                while (end := buffer.find(b"\n")) >= 0:
+                    line, buffer = buffer[:end], buffer[end + 1 :]
+                    if line.strip():
+                        yield json.loads(line)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+        finally:
+            response.response.release()
 
     async def get(self, path: str) -> JSON:
         return await self.request("GET", path)

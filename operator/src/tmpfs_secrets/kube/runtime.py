@@ -15,6 +15,7 @@ from tmpfs_secrets.kube.restarts import WorkloadRestarter
 from tmpfs_secrets.kube.secrets import SecretWriter
 from tmpfs_secrets.kube.sink import KubeSink
 from tmpfs_secrets.kube.status import StatusWriter
+from tmpfs_secrets.kube.target_watch import TargetWatch
 from tmpfs_secrets.kube.targets import TargetIndex
 
 
@@ -27,6 +28,7 @@ class KubeSide:
     writer: SecretWriter
     sink: KubeSink
     targets: TargetIndex
+    target_watch: TargetWatch
     closed: bool = False
 
     @classmethod
@@ -52,9 +54,11 @@ class KubeSide:
             writer=writer,
             sink=sink,
             targets=targets,
+            target_watch=TargetWatch(rest, targets, settings.namespaces),
         )
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
+            await self.target_watch.stop()
             await self.api.close()  # type: ignore[no-untyped-call]
