@@ -49,3 +49,12 @@ def test_own_writes_and_older_events_are_not_news_others_are() -> None:
     )  # type: ignore[index]
     assert index.observe(secret("3", uid="u2")) is True  # deleted and recreated by someone
     assert index.forget("shop", "app") is not None and index.get("shop", "app") is None
+
+
+async def test_writers_wait_for_the_first_listing_but_not_forever() -> None:
+    index = TargetIndex()
+    assert not index.listed and await index.wait_listed(0.01) is False
+    index.observe(secret("5"))
+    assert index.keys("shop") == {("shop", "app")} and index.keys("other") == set()
+    index.mark_listed()
+    assert index.listed and await index.wait_listed(0.01) is True
