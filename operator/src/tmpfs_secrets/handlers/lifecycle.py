@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # Not "tmpfs-secrets.io": kopf hides annotations under its own prefix from its change detection,
 # and the refresh-requested annotation lives there.
 KOPF_PREFIX = "kopf.tmpfs-secrets.io"
+WORKER_LIMIT = 64  # concurrent per-object kopf tasks, per watched kind and namespace
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -37,9 +38,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.reconnect_backoff = 1.0
     # Handlers only hand work to the engine; a retry after a transient failure should be quick.
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
-    # kopf keeps a task per object for `idle_timeout` after its last event, in case more come.
-    # Our handlers only hand work to the engine, so a mass creation leaves thousands of idle tasks
-    # (and the bodies they hold) for 5 s by default; let them go sooner.
+    # Bounded memory when objects arrive faster than they are handled (a mass creation): kopf
+    # starts a task per object with events and keeps it for `idle_timeout` after its last event.
+    # Thousands of them at once cost hundreds of MiB; a few at a time, let go quickly, keep up as
+    # well (the handlers only hand work to the engine), and a waiting object costs only its body.
+    # (kopf holds every task back until all objects of an index are listed: no kopf index here.)
+    settings.queueing.worker_limit = WORKER_LIMIT
     settings.queueing.idle_timeout = 0.5
 
 
