@@ -22,7 +22,14 @@ KEYS = 40  # two BatchGetSecretValue calls of 20 per interval while healthy
 @pytest.fixture
 async def slow_harness(aws: MotoServer) -> AsyncIterator[Harness]:
     rec, kube = RecordingSink(), KubeReads()
-    engine = Engine(kube, rec, EngineSettings(store_grace=0.0, backoff_base=0.5, backoff_cap=30.0))
+    settings = EngineSettings(
+        store_grace=0.0,
+        backoff_base=0.5,
+        backoff_cap=30.0,
+        allow_operator_identity=True,
+        min_refresh_interval=0.1,
+    )
+    engine = Engine(kube, rec, settings)
     await engine.start()
     try:
         yield Harness(engine, rec, kube, aws)
