@@ -82,7 +82,14 @@ def test_idle_restart_and_drift_through_one_watch(
     apply_examples(apply_yaml, namespace, "secretstore-secretsmanager.yaml")
     kube.core.create_namespaced_secret(
         namespace,
-        {"metadata": {"name": "merged", "namespace": namespace}, "data": {"THEIRS": b64("theirs")}},
+        {
+            "metadata": {
+                "name": "merged",
+                "namespace": namespace,
+                "annotations": {"tmpfs-secrets.io/allow-merge": "true"},  # opts in to Merge
+            },
+            "data": {"THEIRS": b64("theirs")},
+        },
     )
     for i in range(N):
         apply_yaml(external_secret(f"es-{i}", f"watch/{namespace}/{i}", f"target-{i}"), namespace=namespace)
