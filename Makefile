@@ -46,8 +46,9 @@ tools: deps ## Build (or find) the cluster binaries from Go modules, and print h
 	$(PY) -m tests.cluster.binaries
 
 .PHONY: images
-images: deps ## Build the node tests' app images from Debian packages (python3, nodejs) when missing; print sizes.
+images: deps ## Build the node tests' images from Debian packages (the operator's, python3, nodejs) when missing; print sizes.
 	$(PY) -m tests.cluster.app_images
+	$(PY) -m tests.cluster.operator_image
 
 .PHONY: lint
 lint: venv ## ruff, mypy (strict) and the import-linter layer contracts.

@@ -128,8 +128,8 @@ class _QuietHandler(MotoRequestHandler):
 
 
 class _Server(ThreadedMotoServer):
-    def __init__(self, layer_factory: Callable[[WSGIApp], _FaultLayer]) -> None:
-        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, layer_factory: Callable[[WSGIApp], _FaultLayer], host: str) -> None:
+        super().__init__(ip_address=host, port=0, verbose=False)
         self._layer_factory = layer_factory
 
     def _server_entry(self) -> None:
@@ -139,12 +139,21 @@ class _Server(ThreadedMotoServer):
         self._server.serve_forever()
 
 
-class MotoServer:
-    """moto on a free loopback port, with call counting and fault injection."""
+# The recording is moto's, shared by every server of the process: the first to start begins it,
+# the last to stop ends it.
+_RUNNING: list[MotoServer] = []
 
-    def __init__(self) -> None:
+
+class MotoServer:
+    """moto on a free loopback port, with call counting and fault injection.
+
+    `host` may be the bubble's node address (`bubble.NODE_IP`) so pods reach it; every server of
+    one process shares moto's state and its recording, so a test can seed through either.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.layer: _FaultLayer | None = None
-        self._server = _Server(self._make_layer)
+        self._server = _Server(self._make_layer, host)
         self.endpoint = ""
 
     def _make_layer(self, app: WSGIApp) -> _FaultLayer:
@@ -155,12 +164,16 @@ class MotoServer:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        recorder.reset_recording()
-        recorder.start_recording()
+        _RUNNING.append(self)
+        if len(_RUNNING) == 1:
+            recorder.reset_recording()
+            recorder.start_recording()
         return self
 
     def stop(self) -> None:
-        recorder.stop_recording()
+        _RUNNING.remove(self)
+        if not _RUNNING:
+            recorder.stop_recording()
         self._server.stop()
 
     def env(self) -> dict[str, str]:
@@ -208,8 +221,8 @@ class MotoServer:
         with self.layer.lock:
             return [entry for entry in self.layer.timeline if entry[0] >= since]
 
-    def calls(self) -> list[str]:
-        """Every recorded call's operation name, in order."""
+    def requests(self) -> list[tuple[str, dict[str, str], bytes]]:
+        """Every recorded request as (operation, headers, body), in order; bodies may hold values."""
         out = []
         for line in recorder.download_recording().splitlines():
             if not line.strip():
@@ -217,21 +230,19 @@ class MotoServer:
             entry = json.loads(line)
             body = entry.get("body") or ""
             raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
-            out.append(operation_of(entry.get("headers", {}), raw))
+            headers = dict(entry.get("headers", {}))
+            out.append((operation_of(headers, raw), headers, raw))
         return out
+
+    def calls(self) -> list[str]:
+        """Every recorded call's operation name, in order."""
+        return [operation for operation, _, _ in self.requests()]
 
     def request_bodies(self, operation: str) -> list[str]:
         """The bodies of the recorded (answered by moto, not faulted) calls of one operation."""
-        out = []
-        for line in recorder.download_recording().splitlines():
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            body = entry.get("body") or ""
-            raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
-            if operation_of(entry.get("headers", {}), raw) == operation:
-                out.append(unquote_plus(raw.decode("utf-8", "replace")))
-        return out
+        return [
+            unquote_plus(raw.decode("utf-8", "replace")) for op, _, raw in self.requests() if op == operation
+        ]
 
     def call_counts(self) -> collections.Counter[str]:
         return collections.Counter(self.calls())

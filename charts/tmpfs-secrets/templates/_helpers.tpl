@@ -61,3 +61,61 @@ Create the name of the service account to use
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/*
+RBAC rules on cluster-scoped objects: always in the ClusterRole.
+*/}}
+{{- define "tmpfs-secrets.clusterRules" -}}
+# Watch ClusterSecretStores; patch them for kopf's last-handled-configuration annotation.
+- apiGroups: [tmpfs-secrets.io]
+  resources: [clustersecretstores]
+  verbs: [get, list, watch, patch]
+# Their Ready condition.
+- apiGroups: [tmpfs-secrets.io]
+  resources: [clustersecretstores/status]
+  verbs: [patch]
+# ClusterSecretStore namespace conditions match namespace labels.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, watch]
+# kopf discovers the CRDs it serves and notices when they appear or go.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end }}
+
+{{/*
+RBAC rules on namespaced objects: in the ClusterRole, or in a Role per watched namespace.
+*/}}
+{{- define "tmpfs-secrets.namespacedRules" -}}
+# Watch ExternalSecrets and SecretStores; patch them for kopf's annotation.
+- apiGroups: [tmpfs-secrets.io]
+  resources: [externalsecrets, secretstores]
+  verbs: [get, list, watch, patch]
+# Ready conditions, versions and content hashes.
+- apiGroups: [tmpfs-secrets.io]
+  resources: [externalsecrets/status, secretstores/status]
+  verbs: [patch]
+# Target Secrets: create, and patch only when their content changed; list and watch the ones
+# labelled tmpfs-secrets.io/target (the selector is applied by the API server), so writes and
+# restarts need no reads. Static AWS keys of a store (auth.secretRef) are read with get.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch]
+# Synced, Rotated and SyncFailed events on ExternalSecrets.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+# Per-tenant IRSA (auth.serviceAccountRef): read the role annotation, request a token.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [serviceaccounts/token]
+  verbs: [create]
+# rotation.restartWorkloads: find the workloads whose pod template asks for an ExternalSecret,
+# and restart them by patching a pod-template annotation (as kubectl rollout restart does).
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [list, patch]
+{{- end }}

@@ -1,0 +1,376 @@
+"""The operator installed with `helm install charts/tmpfs-secrets`, running in a pod on the node.
+
+One release serves the module, in the namespaced mode (`operator.watchNamespaces`: the `apps`
+namespace only). Its namespace enforces the `restricted` Pod Security profile. The image is the
+one `make image` builds, imported into the node's containerd (never pulled). The emulated AWS
+listens on the node's address so the pod reaches it, and the operator's pod gets IRSA as on EKS: a
+role ARN and a projected ServiceAccount token (audience sts.amazonaws.com) that botocore exchanges
+with the emulated STS; no AWS key anywhere in the pod.
+
+The tests then follow an admin's day: the first sync (the time from `helm install` to the first
+Ready ExternalSecret is printed, never asserted), a rotation into a running pod, the RBAC the
+docs list and no refusal in the operator's log, the namespaced mode's limits, stopping and
+restarting the operator through Kubernetes, an upgrade that changes nothing, and an uninstall that
+keeps the CRDs and the Secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+import yaml
+
+from tests.cluster import debian_image, operator_image
+from tests.cluster.aws import FAKE_ACCESS_KEY, MotoServer
+from tests.cluster.bubble import NODE_IP
+from tests.cluster.chart import CHART, OPERATOR_ROLE_ARN, Release, helm, local_values, merge
+from tests.cluster.cluster import Cluster
+from tests.node.conftest import pod_manifest, wait_until
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "install.md"
+NAME = "install-db"
+MOUNT = f"/var/run/secrets/tmpfs-secrets.io/{NAME}"
+REMOTE_KEY = "prod/install/db"
+REFRESH = "2s"
+STATIC_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+@dataclass
+class Installed:
+    cluster: Cluster
+    release: Release
+    apps: str  # the watched namespace
+    outside: str  # a namespace the operator must not touch
+    aws: MotoServer  # seeding and counting (shares moto's state with the pods' endpoint)
+    store: str  # the ClusterSecretStore (the operator's own identity)
+    install_to_ready: float
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        return self.cluster.kubectl(*args, input=input, check=check).stdout
+
+    def secret_value(self, key: str = "password") -> str | None:
+        found = self.cluster.kubectl("-n", self.apps, "get", "secret", NAME, "-o", "json", check=False)
+        if found.returncode != 0:
+            return None
+        data = json.loads(found.stdout).get("data") or {}
+        return base64.b64decode(data[key]).decode() if key in data else None
+
+    def secret_version(self) -> str:
+        return str(
+            json.loads(self.kubectl("-n", self.apps, "get", "secret", NAME, "-o", "json"))["metadata"][
+                "resourceVersion"
+            ]
+        )
+
+    def rotate(self, value: str) -> None:
+        self.aws.client("secretsmanager").put_secret_value(
+            SecretId=REMOTE_KEY, SecretString=json.dumps({"password": value})
+        )
+
+    def account(self) -> str:
+        (account,) = [d for d in self.release.manifest() if d["kind"] == "ServiceAccount"]
+        return f"system:serviceaccount:{self.release.namespace}:{account['metadata']['name']}"
+
+
+def _ready(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    found = cluster.kubectl("-n", namespace, "get", "externalsecret", name, "-o", "json", check=False)
+    if found.returncode != 0:
+        return None
+    for condition in json.loads(found.stdout).get("status", {}).get("conditions") or []:
+        if condition["type"] == "Ready" and condition["status"] == "True":
+            return dict(condition)
+    return None
+
+
+def _namespace(cluster: Cluster, prefix: str, *labels: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    if labels:
+        cluster.kubectl("label", "namespace", name, *labels)
+    return name
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterator[Installed]:
+    assert cluster.node is not None, "the cluster has no node"
+    built = debian_image.require(operator_image.recipe())
+    cluster.node.import_images(built.archive)
+    moto_session.reset()
+    # The endpoint pods use: the node's address inside the bubble, never an outside one.
+    pod_aws = MotoServer(host=NODE_IP).start()
+    system = _namespace(cluster, "tmpfs-secrets", "pod-security.kubernetes.io/enforce=restricted")
+    apps = _namespace(cluster, "apps")
+    outside = _namespace(cluster, "outside")
+    store = f"install-{uuid.uuid4().hex[:8]}"
+    values = merge(local_values(built.image, pod_aws.endpoint), {"operator": {"watchNamespaces": [apps]}})
+    release = Release(cluster, "tmpfs-secrets", system, values)
+    try:
+        moto_session.client("secretsmanager").create_secret(
+            Name=REMOTE_KEY, SecretString=json.dumps({"password": "first-" + uuid.uuid4().hex})
+        )
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=f"""apiVersion: tmpfs-secrets.io/v1alpha1
+kind: ClusterSecretStore
+metadata: {{name: {store}}}
+spec:
+  provider: {{aws: {{service: SecretsManager, region: us-east-1}}}}
+  conditions: [{{namespaces: [{apps}, {outside}]}}]
+---
+apiVersion: tmpfs-secrets.io/v1alpha1
+kind: ExternalSecret
+metadata: {{name: {NAME}, namespace: {apps}}}
+spec:
+  secretStoreRef: {{name: {store}, kind: ClusterSecretStore}}
+  refreshInterval: {REFRESH}
+  data:
+  - secretKey: password
+    remoteRef: {{key: {REMOTE_KEY}, property: password}}
+""",
+        )
+        started = time.monotonic()
+        release.install()
+        wait_until("the first ExternalSecret Ready", lambda: _ready(cluster, apps, NAME), 180)
+        install_to_ready = time.monotonic() - started
+        print(f"\n[install] helm install -> first Ready ExternalSecret: {install_to_ready:.1f}s")
+        yield Installed(cluster, release, apps, outside, moto_session, store, install_to_ready)
+    finally:
+        if release.pods() or release.helm("list", "-n", system, "-q").strip():
+            print("\n--- operator log:\n" + release.logs()[-3000:])
+            release.helm("uninstall", release.name, "-n", system, "--ignore-not-found")
+        cluster.kubectl("delete", "clustersecretstore", store, "--ignore-not-found")
+        for namespace in (apps, outside, system):
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        pod_aws.stop()
+
+
+def test_operator_pod_runs_restricted_as_the_charts_account_with_irsa_and_no_keys(
+    installed: Installed,
+) -> None:
+    release = installed.release
+    labels = json.loads(installed.kubectl("get", "namespace", release.namespace, "-o", "json"))["metadata"][
+        "labels"
+    ]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    (pod_name,) = release.ready_pods()
+    pod = json.loads(release.kubectl("get", "pod", pod_name, "-o", "json"))
+    assert (
+        f"system:serviceaccount:{release.namespace}:{pod['spec']['serviceAccountName']}"
+        == installed.account()
+    )
+
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    assert env["AWS_ROLE_ARN"] == OPERATOR_ROLE_ARN
+    assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+    assert not set(STATIC_KEYS) & set(env), env.keys()
+    assert not container.get("envFrom")
+    # What the process really holds, and the token kubelet projected for STS.
+    program = (
+        "import os, json, base64; "
+        "t = open(os.environ['AWS_WEB_IDENTITY_TOKEN_FILE']).read().split('.')[1]; "
+        "claims = json.loads(base64.urlsafe_b64decode(t + '=' * (-len(t) % 4))); "
+        "print(json.dumps({'env': sorted(os.environ), 'aud': claims['aud'], 'sub': claims['sub']}))"
+    )
+    seen = json.loads(release.kubectl("exec", pod_name, "--", "python3", "-c", program))
+    assert not set(STATIC_KEYS) & set(seen["env"]), "static AWS keys in the operator's environment"
+    assert seen["aud"] == ["sts.amazonaws.com"]
+    assert seen["sub"] == installed.account()
+
+    # The operator read AWS as the role, through AssumeRoleWithWebIdentity with that token.
+    requests = installed.aws.requests()
+    sts = [body for op, _, body in requests if op == "AssumeRoleWithWebIdentity"]
+    assert sts, [op for op, _, _ in requests]
+    assert all(f"RoleArn={OPERATOR_ROLE_ARN}" in unquote_plus(body.decode()) for body in sts)
+    reads = [h for op, h, _ in requests if op in ("GetSecretValue", "BatchGetSecretValue")]
+    assert reads
+    for headers in reads:
+        authorization = headers.get("Authorization") or headers.get("authorization") or ""
+        key_id = re.search(r"Credential=([A-Z0-9]+)/", authorization)
+        assert key_id, "an unsigned AWS read"
+        assert key_id.group(1) != FAKE_ACCESS_KEY
+        assert key_id.group(1).startswith("ASIA"), "AWS was read with long-lived keys, not the role's"
+
+
+def test_installed_operator_syncs_and_rotates_into_a_running_pod(installed: Installed) -> None:
+    apps = installed.apps
+    first = installed.secret_value()
+    assert first and first.startswith("first-")
+    reader = pod_manifest(
+        "reader",
+        installed.cluster.image,
+        f"while true; do cat {MOUNT}/password; echo; sleep 1; done",
+        extra_spec=f"  volumes:\n  - name: s\n    secret: {{secretName: {NAME}}}\n",
+        container_extra=f"    volumeMounts:\n    - {{name: s, mountPath: {MOUNT}, readOnly: true}}\n",
+    )
+    installed.kubectl("-n", apps, "apply", "-f", "-", input=reader)
+    wait_until(
+        "reader Running", lambda: "Running" in installed.kubectl("-n", apps, "get", "pod", "reader"), 120
+    )
+
+    def file() -> str:
+        return installed.cluster.kubectl(
+            "-n", apps, "exec", "reader", "--", "cat", f"{MOUNT}/password", check=False
+        ).stdout
+
+    assert wait_until("the synced value in the pod", lambda: file() == first or None, 60)
+    rotated = "rotated-" + uuid.uuid4().hex
+    installed.rotate(rotated)
+    wait_until("the rotated value in the pod's file", lambda: file() == rotated or None, 90)
+    statuses = json.loads(installed.kubectl("-n", apps, "get", "pod", "reader", "-o", "json"))["status"]
+    assert sum(s["restartCount"] for s in statuses["containerStatuses"]) == 0
+    # No value in anything the operator logged.
+    logs = installed.release.logs()
+    assert first not in logs and rotated not in logs
+
+
+def _documented_rules() -> dict[str, list[dict[str, Any]]]:
+    text = DOCS.read_text()
+    block = text.split("<!-- rbac:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    return dict(yaml.safe_load(block))
+
+
+def _rules(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: rule[k] for k in ("apiGroups", "resources", "verbs")} for rule in doc["rules"]]
+
+
+def test_rbac_is_the_documented_list_and_the_operator_was_refused_nothing(installed: Installed) -> None:
+    documented = _documented_rules()
+    manifest = installed.release.manifest()
+    (cluster_role,) = [d for d in manifest if d["kind"] == "ClusterRole"]
+    (role,) = [d for d in manifest if d["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == installed.apps
+    assert _rules(cluster_role) == documented["cluster"]
+    assert _rules(role) == documented["namespaced"]
+    # The default (every namespace): one ClusterRole with both lists, no Role.
+    rendered = [
+        d
+        for d in yaml.safe_load_all(
+            helm(installed.cluster.kubeconfig, "template", "r", str(CHART), "--kube-version", "1.37.2")
+        )
+        if d
+    ]
+    (default_role,) = [d for d in rendered if d["kind"] == "ClusterRole"]
+    assert not [d for d in rendered if d["kind"] == "Role"]
+    assert _rules(default_role) == documented["cluster"] + documented["namespaced"]
+
+    logs = installed.release.logs()
+    assert "Forbidden" not in logs and installed.account() not in logs, logs[-3000:]
+
+
+def test_namespaced_mode_cannot_touch_secrets_outside_its_namespaces(installed: Installed) -> None:
+    who = installed.account()
+
+    def can(verb: str, resource: str, namespace: str) -> bool:
+        out = installed.cluster.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, f"--as={who}", check=False
+        )
+        return out.stdout.strip() == "yes"
+
+    assert can("create", "secrets", installed.apps)
+    assert can("patch", "secrets", installed.apps)
+    for verb in ("create", "patch", "get", "update", "delete", "list"):
+        assert not can(verb, "secrets", installed.outside), (
+            f"the namespaced operator may {verb} secrets elsewhere"
+        )
+        assert not can(verb, "secrets", "kube-system")
+    # An ExternalSecret outside the watched namespaces is left alone: no Secret, no status.
+    installed.kubectl(
+        "-n",
+        installed.outside,
+        "apply",
+        "-f",
+        "-",
+        input=f"""apiVersion: tmpfs-secrets.io/v1alpha1
+kind: ExternalSecret
+metadata: {{name: {NAME}}}
+spec:
+  secretStoreRef: {{name: {installed.store}, kind: ClusterSecretStore}}
+  refreshInterval: {REFRESH}
+  data:
+  - secretKey: password
+    remoteRef: {{key: {REMOTE_KEY}, property: password}}
+""",
+    )
+    installed.rotate("nudge-" + uuid.uuid4().hex)  # the watched one syncs again meanwhile
+    wait_until(
+        "the watched ExternalSecret synced again",
+        lambda: (installed.secret_value() or "").startswith("nudge-"),
+        60,
+    )
+    assert (
+        installed.cluster.kubectl("-n", installed.outside, "get", "secret", NAME, check=False).returncode != 0
+    )
+    outside = json.loads(
+        installed.kubectl("-n", installed.outside, "get", "externalsecret", NAME, "-o", "json")
+    )
+    assert not outside.get("status")
+
+
+def test_stop_and_restart_through_kubernetes(installed: Installed) -> None:
+    release = installed.release
+    release.scale(0)
+    installed.aws.reset_calls()
+    while_stopped = "stopped-" + uuid.uuid4().hex
+    installed.rotate(while_stopped)
+    before = installed.secret_value()
+    time.sleep(6)  # three refresh intervals with no operator: nothing may happen
+    assert installed.secret_value() == before
+    assert not [c for c in installed.aws.calls() if c != "PutSecretValue"]
+
+    release.scale(1)
+    wait_until("the value rotated while stopped", lambda: installed.secret_value() == while_stopped, 90)
+
+    (old,) = release.ready_pods()
+    release.delete_pod(old)
+    (new,) = release.wait_ready(1)
+    assert new != old
+    after_restart = "restarted-" + uuid.uuid4().hex
+    installed.rotate(after_restart)
+    wait_until("a rotation through the new pod", lambda: installed.secret_value() == after_restart, 90)
+
+
+def test_helm_upgrade_with_the_same_values_changes_nothing(installed: Installed) -> None:
+    release = installed.release
+
+    def versions() -> dict[tuple[str, str], str]:
+        out = {}
+        for doc in release.manifest():
+            namespace = doc["metadata"].get("namespace")
+            args = ["get", doc["kind"], doc["metadata"]["name"], "-o", "json"]
+            if namespace:
+                args = ["-n", namespace, *args]
+            live = json.loads(installed.kubectl(*args))
+            out[(doc["kind"], doc["metadata"]["name"])] = live["metadata"]["resourceVersion"]
+        return out
+
+    before = versions()
+    pods = release.pods()
+    secret = installed.secret_version()
+    release.upgrade()
+    assert versions() == before
+    assert release.pods() == pods
+    assert installed.secret_version() == secret
+
+
+def test_helm_uninstall_keeps_crds_and_target_secrets(installed: Installed) -> None:
+    value = installed.secret_value()
+    assert value
+    installed.release.uninstall()
+    wait_until("no operator pod", lambda: not installed.release.pods() or None, 120)
+    for crd in ("externalsecrets", "secretstores", "clustersecretstores"):
+        installed.kubectl("get", "crd", f"{crd}.tmpfs-secrets.io")
+    assert installed.secret_value() == value
+    installed.kubectl("-n", installed.apps, "get", "externalsecret", NAME)
