@@ -134,7 +134,10 @@ def _walk(path: Path) -> Iterator[Path]:
         yield path
         return
     for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", "node_modules"))
+        # egg-info is written by the build itself (and by editable installs): never an input.
+        dirs[:] = sorted(
+            d for d in dirs if d not in ("__pycache__", "node_modules") and not d.endswith(".egg-info")
+        )
         for name in sorted(files):
             if not name.endswith(".pyc"):
                 yield Path(root) / name

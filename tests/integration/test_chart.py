@@ -74,6 +74,8 @@ def test_chart_renders_a_restricted_operator() -> None:
         "ClusterRoleBinding",
         "Deployment",
         "MutatingWebhookConfiguration",
+        "Role",  # the leader Lease, in the release's namespace
+        "RoleBinding",
         "Secret",
         "Service",
         "ServiceAccount",

@@ -242,18 +242,27 @@ def _documented_rules() -> dict[str, list[dict[str, Any]]]:
     return dict(yaml.safe_load(block))
 
 
-def _rules(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{k: rule[k] for k in ("apiGroups", "resources", "verbs")} for rule in doc["rules"]]
+def _rules(doc: dict[str, Any], fullname: str = "") -> list[dict[str, Any]]:
+    keys = ("apiGroups", "resources", "resourceNames", "verbs")
+    rules = [{k: rule[k] for k in keys if k in rule} for rule in doc["rules"]]
+    for rule in rules:  # the documented list names the release generically
+        if "resourceNames" in rule:
+            rule["resourceNames"] = [
+                n.replace(fullname, "<release>-tmpfs-secrets") for n in rule["resourceNames"]
+            ]
+    return rules
 
 
 def test_rbac_is_the_documented_list_and_the_operator_was_refused_nothing(installed: Installed) -> None:
     documented = _documented_rules()
     manifest = installed.release.manifest()
     (cluster_role,) = [d for d in manifest if d["kind"] == "ClusterRole"]
-    (role,) = [d for d in manifest if d["kind"] == "Role"]
-    assert role["metadata"]["namespace"] == installed.apps
+    roles = {d["metadata"]["namespace"]: d for d in manifest if d["kind"] == "Role"}
+    assert sorted(roles) == sorted([installed.apps, installed.release.namespace])
     assert _rules(cluster_role) == documented["cluster"]
-    assert _rules(role) == documented["namespaced"]
+    assert _rules(roles[installed.apps]) == documented["namespaced"]
+    fullname = cluster_role["metadata"]["name"]
+    assert _rules(roles[installed.release.namespace], fullname) == documented["leaderElection"]
     # The default (every namespace): one ClusterRole with both lists, no Role.
     rendered = [
         d
@@ -263,8 +272,9 @@ def test_rbac_is_the_documented_list_and_the_operator_was_refused_nothing(instal
         if d
     ]
     (default_role,) = [d for d in rendered if d["kind"] == "ClusterRole"]
-    assert not [d for d in rendered if d["kind"] == "Role"]
+    (leader_role,) = [d for d in rendered if d["kind"] == "Role"]
     assert _rules(default_role) == documented["cluster"] + documented["namespaced"]
+    assert _rules(leader_role, "r-tmpfs-secrets") == documented["leaderElection"]
 
     logs = installed.release.logs()
     assert "Forbidden" not in logs and installed.account() not in logs, logs[-3000:]
@@ -340,6 +350,58 @@ def test_stop_and_restart_through_kubernetes(installed: Installed) -> None:
     after_restart = "restarted-" + uuid.uuid4().hex
     installed.rotate(after_restart)
     wait_until("a rotation through the new pod", lambda: installed.secret_value() == after_restart, 90)
+
+
+def test_failover_to_the_other_replica(installed: Installed) -> None:
+    """Two replicas: delete the leader's pod; the follower takes the Lease over and carries on
+    without emptying or rewriting the Secret, and with one STS exchange and no burst of reads."""
+    release = installed.release
+    release.upgrade(merge(release.values, {"replicaCount": 2}))
+    (pdb,) = [d for d in release.manifest() if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+    (cluster_role,) = [d for d in release.manifest() if d["kind"] == "ClusterRole"]
+    lease = f"{cluster_role['metadata']['name']}-leader"
+
+    def holder() -> str:
+        found = json.loads(release.kubectl("get", "lease", lease, "-o", "json"))
+        return str(found["spec"].get("holderIdentity") or "")
+
+    leader = wait_until(
+        "a leader among the Ready replicas", lambda: holder() in release.ready_pods() and holder(), 60
+    )
+    (follower,) = [p for p in release.ready_pods() if p != leader]
+    reads = ("GetSecretValue", "BatchGetSecretValue")
+
+    # Only the leader reads AWS: over a few refreshes, the follower exchanged no token with STS.
+    installed.aws.reset_calls()
+    wait_until("two refreshes by the leader", lambda: sum(c in reads for c in installed.aws.calls()) >= 2, 30)
+    assert "AssumeRoleWithWebIdentity" not in installed.aws.calls()
+
+    value, secret = installed.secret_value(), installed.secret_version()
+    es = json.loads(installed.kubectl("-n", installed.apps, "get", "externalsecret", NAME, "-o", "json"))
+    installed.aws.reset_calls()
+    started = time.monotonic()
+    release.delete_pod(leader)
+    wait_until("the follower holding the Lease", lambda: holder() == follower, 60)
+    failover = time.monotonic() - started
+    print(f"\n[install] failover (leader pod deleted -> the other replica holds the Lease): {failover:.1f}s")
+    wait_until(
+        "three refreshes by the new leader", lambda: sum(c in reads for c in installed.aws.calls()) >= 3, 60
+    )
+    elapsed = time.monotonic() - started
+    calls = installed.aws.calls()
+    assert calls.count("AssumeRoleWithWebIdentity") == 1, calls
+    # No burst: one read per refresh interval of the only source, at most (plus the one in flight).
+    assert sum(c in reads for c in calls) <= elapsed / 2 + 2, calls
+    assert installed.secret_value() == value
+    assert installed.secret_version() == secret, "the Secret was rewritten though nothing changed"
+    after = json.loads(installed.kubectl("-n", installed.apps, "get", "externalsecret", NAME, "-o", "json"))
+    assert after["metadata"]["resourceVersion"] == es["metadata"]["resourceVersion"], "status rewritten"
+    release.wait_ready(2)  # the Deployment replaced the deleted pod; it follows
+    assert holder() == follower
+    rotated = "after-failover-" + uuid.uuid4().hex
+    installed.rotate(rotated)
+    wait_until("a rotation through the new leader", lambda: installed.secret_value() == rotated, 60)
 
 
 def test_helm_upgrade_with_the_same_values_changes_nothing(installed: Installed) -> None:

@@ -119,3 +119,17 @@ RBAC rules on namespaced objects: in the ClusterRole, or in a Role per watched n
   resources: [deployments, statefulsets, daemonsets]
   verbs: [list, patch]
 {{- end }}
+
+{{/*
+RBAC rules for leader election: a Role in the release's namespace.
+*/}}
+{{- define "tmpfs-secrets.leaderElectionRules" -}}
+# The leader Lease: read and renew it (create can't be limited to a name).
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "tmpfs-secrets.fullname" . }}-leader]
+  verbs: [get, update]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+{{- end }}

@@ -144,6 +144,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="/healthz fails when a due refresh has not started for this long (default: %(default)s)",
     )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
+    election = run.add_argument_group(
+        "leader election",
+        "With several replicas, only the holder of a coordination.k8s.io Lease refreshes values and "
+        "writes to Kubernetes; the others keep their watches warm and take over when it stops.",
+    )
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="elect a leader among replicas (default: off, one replica)",
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        default="",
+        metavar="NAMESPACE",
+        help="the Lease's namespace (default: $POD_NAMESPACE, or the pod's own namespace)",
+    )
+    election.add_argument(
+        "--leader-election-lease",
+        default=Settings.lease_name,
+        metavar="NAME",
+        help="the Lease's name (default: %(default)s)",
+    )
+    election.add_argument(
+        "--leader-election-identity",
+        default="",
+        metavar="ID",
+        help="this replica's name in the Lease (default: $POD_NAME, or the host name)",
+    )
+    election.add_argument(
+        "--lease-duration",
+        type=_seconds,
+        default=Settings.lease_duration,
+        metavar="SECONDS",
+        help="how long a Lease holds without renewal; a follower takes over after it (default: %(default)s)",
+    )
+    election.add_argument(
+        "--renew-deadline",
+        type=_seconds,
+        default=Settings.renew_deadline,
+        metavar="SECONDS",
+        help="the leader steps down when it could not renew for this long (default: %(default)s)",
+    )
+    election.add_argument(
+        "--retry-period",
+        type=_seconds,
+        default=Settings.retry_period,
+        metavar="SECONDS",
+        help="how often to try to acquire or renew the Lease (default: %(default)s)",
+    )
 
     migrate = commands.add_parser(
         "migrate",
@@ -178,6 +227,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         webhook_address=args.webhook_address,
         health_address=args.health_address,
         stuck_after=args.stuck_after,
+        leader_election=args.leader_elect,
+        lease_namespace=args.leader_election_namespace,
+        lease_name=args.leader_election_lease,
+        identity=args.leader_election_identity,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
     )
 
 

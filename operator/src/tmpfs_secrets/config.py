@@ -37,6 +37,14 @@ class Settings:
     # Plain-HTTP probes: /healthz (liveness), /readyz (readiness), /metrics. None: not served.
     health_address: str | None = None
     stuck_after: float = 60.0  # liveness fails when a refresh is overdue by this many seconds
+    # Leader election (several replicas): only the holder of this Lease refreshes and writes.
+    leader_election: bool = False
+    lease_namespace: str = ""  # default: the pod's namespace
+    lease_name: str = "tmpfs-secrets-leader"
+    identity: str = ""  # default: the pod's name (its hostname)
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
     @property
     def clusterwide(self) -> bool:
@@ -57,3 +65,8 @@ class Settings:
             raise ValueError("backoff_cap must be positive")
         if self.log_format not in ("text", "json"):
             raise ValueError("log_format must be 'text' or 'json'")
+        if self.leader_election and not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError(
+                "leader election needs --retry-period < --renew-deadline < --lease-duration, got "
+                f"{self.retry_period:g} / {self.renew_deadline:g} / {self.lease_duration:g}"
+            )

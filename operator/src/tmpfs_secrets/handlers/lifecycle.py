@@ -10,6 +10,7 @@ them; stores (few) keep kopf's last-handled-configuration annotation, written on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -51,8 +52,13 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     configure_kopf(settings)
     rt = runtime(memo)
-    rt.kube.target_watch.start(lambda namespace, name, what: repair(rt, namespace, name, what))
-    await rt.engine.start()
+    # Every replica keeps the target Secrets' watch (its index says what a write would change);
+    # only the leader repairs Secrets someone else changed: a follower sees the leader's writes.
+    rt.kube.target_watch.start(
+        lambda namespace, name, what: repair(rt, namespace, name, what) if rt.following.leading else None
+    )
+    if rt.elector is None:
+        await rt.engine.start()
     scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
     log.info("tmpfs-secrets operator started; watching %s", scope)
 
@@ -61,7 +67,13 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 async def stop(memo: Any, **_: Any) -> None:
     rt = runtime(memo)
     try:
+        if rt.election is not None:
+            rt.election.cancel()
+            await asyncio.gather(rt.election, return_exceptions=True)
         await rt.engine.stop()
+        if rt.elector is not None:
+            # After the engine stopped: the next leader never overlaps with this one's writes.
+            await rt.elector.release()
     finally:
         await rt.kube.close()
     log.info("tmpfs-secrets operator stopped")

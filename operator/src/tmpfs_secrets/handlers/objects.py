@@ -64,13 +64,21 @@ async def external_secret_event(type: str | None, body: kopf.Body, memo: Any, **
     its watch event per object, and kopf's change detection on every event."""
     rt = runtime(memo)
     ref = ObjectRef(str(body.metadata.namespace), str(body.metadata.name))
+    following = rt.following
     if type == "DELETED":
         rt.kube.index.forget(EXTERNAL_SECRET.kind, ref.namespace, ref.name)
-        rt.kube.sink.forget(ref)
-        await rt.engine.remove_external_secret(ref)
+        following.external_secrets.pop(ref, None)
+        if following.leading:
+            rt.kube.sink.forget(ref)
+            await rt.engine.remove_external_secret(ref)
         return
     before = rt.kube.index.external_secret(ref)
     tracked = rt.kube.index.observe(EXTERNAL_SECRET.kind, body)
+    if not following.leading:
+        following.external_secrets[ref] = _plain(body)
+        return
+    if following.external_secrets.pop(ref, None) is not None:
+        before = None  # not handed to the engine yet: the takeover replay is still on its way
     if (
         before is not None
         and before.uid == tracked.uid
@@ -87,10 +95,10 @@ async def external_secret_event(type: str | None, body: kopf.Body, memo: Any, **
     ):
         # Re-read the target on this refresh, so a Secret deleted by hand comes back.
         rt.kube.writer.invalidate(ref.namespace, tracked.target.name)
-    await _upsert_external_secret(rt, ref, _plain(body))
+    await upsert_external_secret(rt, ref, _plain(body))
 
 
-async def _upsert_external_secret(rt: Runtime, ref: ObjectRef, plain: dict[str, Any]) -> None:
+async def upsert_external_secret(rt: Runtime, ref: ObjectRef, plain: dict[str, Any]) -> None:
     try:
         await rt.engine.upsert_external_secret(plain)
     except SpecError as e:
@@ -134,7 +142,9 @@ async def _store_event(kind: str, type: str | None, body: kopf.Body, memo: Any) 
     name = str(body.metadata.name)
     if type == "DELETED":
         rt.kube.index.forget(kind, namespace, name)
-        await rt.engine.remove_store(kind, namespace, name)
+        rt.following.stores.pop((kind, namespace, name), None)
+        if rt.following.leading:
+            await rt.engine.remove_store(kind, namespace, name)
         return
     rt.kube.index.observe(kind, body)
 
@@ -144,13 +154,24 @@ async def _store_changed(kind: str, body: kopf.Body, memo: Any) -> None:
     plain = _plain(body)
     plain.setdefault("kind", kind)
     rt.kube.index.observe(kind, plain)
+    key = (kind, body.metadata.namespace, str(body.metadata.name))
+    if not rt.following.leading:
+        rt.following.stores[key] = plain
+        return
+    rt.following.stores.pop(key, None)
+    await upsert_store(rt, kind, plain)
+
+
+async def upsert_store(rt: Runtime, kind: str, plain: dict[str, Any]) -> None:
+    """Hand a store to the engine; a bad spec becomes its Ready=False status."""
+    meta = plain.get("metadata") or {}
     try:
         await rt.engine.upsert_store(plain)
     except SpecError as e:
         await rt.kube.sink.store_status(
             kind,
-            body.metadata.namespace,
-            str(body.metadata.name),
+            meta.get("namespace"),
+            str(meta.get("name")),
             False,
             Reason.INVALID_SPEC.value,
             e.message,
@@ -197,7 +218,7 @@ async def namespace_event(type: str | None, body: kopf.Body, memo: Any, **_: Any
         rt.kube.reads.forget_namespace(name)
         return
     known = rt.kube.reads.is_known_namespace(name)
-    if rt.kube.reads.observe_namespace(name, dict(body.metadata.labels)) and known:
+    if rt.kube.reads.observe_namespace(name, dict(body.metadata.labels)) and known and rt.following.leading:
         # The namespace's labels changed: a ClusterSecretStore may now admit or refuse it.
         for ref in rt.kube.index.external_secrets_in(name):
             await rt.engine.request_refresh(ref)

@@ -19,7 +19,7 @@ from tmpfs_secrets.config import Settings
 from tmpfs_secrets.engine import Engine
 
 # Importing the handler modules registers their handlers in the registry.
-from tmpfs_secrets.handlers import lifecycle, objects  # noqa: F401
+from tmpfs_secrets.handlers import leader, lifecycle, objects  # noqa: F401
 from tmpfs_secrets.handlers.registry import registry
 from tmpfs_secrets.handlers.state import Runtime
 from tmpfs_secrets.health import HealthServer, parse_address
@@ -89,9 +89,11 @@ async def run(settings: Settings) -> None:
     webhook: WebhookServer | None = None
     health: HealthServer | None = None
     listing: asyncio.Task[None] | None = None
+    election: asyncio.Task[None] | None = None
     try:
         engine = Engine(kube.reads, kube.sink, settings)
-        memo = kopf.Memo(runtime=Runtime(settings=settings, kube=kube, engine=engine))
+        rt = Runtime(settings=settings, kube=kube, engine=engine)
+        stop = asyncio.Event()
         webhook = webhook_server(settings, kube)
         if webhook is not None:
             await webhook.start()
@@ -99,15 +101,23 @@ async def run(settings: Settings) -> None:
             health = health_server(settings, kube, engine, webhook)
             await health.start(*parse_address(settings.health_address))
         listing = asyncio.create_task(await_existing(kube.rest, kube.index, settings.namespaces))
+        if settings.leader_election:
+            # The election runs beside kopf; what the watches see before this replica leads waits
+            # in rt.following. Losing the Lease sets `stop`.
+            election = rt.election = leader.elect(rt, stop)
         await kopf.operator(
             registry=registry,
-            memo=memo,
-            standalone=True,  # no peering objects: one operator replica per cluster (leader election TBD)
+            memo=kopf.Memo(runtime=rt),
+            # No kopf peering objects: replicas coordinate through our own Lease (--leader-elect).
+            standalone=True,
             clusterwide=settings.clusterwide,
             namespaces=list(settings.namespaces),
             liveness_endpoint=settings.liveness,
+            stop_flag=stop,
         )
     finally:
+        if election is not None:
+            election.cancel()
         if listing is not None:
             listing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,12 +5,32 @@ It travels in kopf's `memo`, so handlers stay plain functions without module-lev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from tmpfs_secrets.config import Settings
 from tmpfs_secrets.engine import Engine
+from tmpfs_secrets.kube.lease import LeaderElector
 from tmpfs_secrets.kube.runtime import KubeSide
+from tmpfs_secrets.ports import ObjectRef
+
+StoreId = tuple[str, str | None, str]  # kind, namespace, name
+
+
+@dataclass
+class Following:
+    """Whether this replica leads, and what it saw while another one led.
+
+    A follower keeps its watches and index but hands nothing to the engine (so it neither calls
+    AWS nor writes); the newest body of every store and ExternalSecret waits here and goes to the
+    engine when this replica takes over, as after a restart: already synced objects join the
+    spread schedule instead of being fetched at once.
+    """
+
+    leading: bool = True
+    stores: dict[StoreId, dict[str, Any]] = field(default_factory=dict)
+    external_secrets: dict[ObjectRef, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -18,6 +38,9 @@ class Runtime:
     settings: Settings
     kube: KubeSide
     engine: Engine
+    following: Following = field(default_factory=Following)
+    elector: LeaderElector | None = None  # with --leader-elect
+    election: asyncio.Task[None] | None = None
 
 
 def runtime(memo: Any) -> Runtime:
