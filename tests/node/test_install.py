@@ -236,6 +236,54 @@ def test_installed_operator_syncs_and_rotates_into_a_running_pod(installed: Inst
     assert first not in logs and rotated not in logs
 
 
+def _samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_scraped_from_a_pod_in_the_cluster(installed: Installed) -> None:
+    release = installed.release
+    (service,) = [
+        d for d in release.manifest() if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics")
+    ]
+    live = json.loads(release.kubectl("get", "service", service["metadata"]["name"], "-o", "json"))
+    address = f"http://{live['spec']['clusterIP']}:{live['spec']['ports'][0]['port']}/metrics"
+    scraper = pod_manifest(
+        "scraper", installed.cluster.image, f"wget -qO- {address}", extra_spec="  restartPolicy: Never\n"
+    )
+    installed.kubectl("-n", installed.apps, "apply", "-f", "-", input=scraper)
+
+    def done() -> str | None:
+        phase = json.loads(installed.kubectl("-n", installed.apps, "get", "pod", "scraper", "-o", "json"))[
+            "status"
+        ].get("phase")
+        assert phase != "Failed", installed.kubectl("-n", installed.apps, "logs", "scraper", check=False)
+        return phase if phase == "Succeeded" else None
+
+    wait_until("the scraper pod done", done, 120)
+    text = installed.kubectl("-n", installed.apps, "logs", "scraper")
+    samples = _samples(text)
+    sm_success = sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("tmpfs_secrets_aws_calls_total{")
+        and 'service="secretsmanager"' in k
+        and 'outcome="success"' in k
+    )
+    assert sm_success >= 1, text
+    assert samples['tmpfs_secrets_external_secrets{ready="True",reason="Synced"}'] >= 1
+    assert samples["tmpfs_secrets_leader"] == 1
+    assert "tmpfs_secrets_refresh_lag_seconds" in samples
+    assert samples['tmpfs_secrets_sync_duration_seconds_count{service="SecretsManager"}'] >= 1
+    assert samples["tmpfs_secrets_cache_hits_total"] + samples["tmpfs_secrets_cache_misses_total"] >= 1
+    for secret in (installed.secret_value() or "-", REMOTE_KEY, NAME, "password"):
+        assert secret not in text, f"{secret!r} in the metrics"
+
+
 def _documented_rules() -> dict[str, list[dict[str, Any]]]:
     text = DOCS.read_text()
     block = text.split("<!-- rbac:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]

@@ -17,6 +17,8 @@ from typing import Generic, TypeVar
 
 from cachetools import TLRUCache
 
+from tmpfs_secrets import metrics
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 E = TypeVar("E")
@@ -42,7 +44,9 @@ class ValueCache(Generic[K, V]):
         return entry.expires_at
 
     def get(self, key: K) -> Entry[V] | None:
-        return self._entries.get(key)
+        entry = self._entries.get(key)
+        (metrics.CACHE_HITS if entry is not None else metrics.CACHE_MISSES).inc()
+        return entry
 
     def put(self, key: K, value: V, ttl: float) -> None:
         now = self._clock()
@@ -65,6 +69,7 @@ class ValueCache(Generic[K, V]):
         """Load `keys` now (a refresh: cached entries are replaced), joining loads already in flight."""
         wanted = list(dict.fromkeys(keys))
         joined = {k: self._inflight[k] for k in wanted if k in self._inflight}
+        metrics.CACHE_HITS.inc(len(joined))
         mine = [k for k in wanted if k not in joined]
         loop = asyncio.get_running_loop()
         futures = {k: loop.create_future() for k in mine}

@@ -6,8 +6,9 @@
 - `/readyz` (readiness) turns true once the first list of stores and ExternalSecrets has been
   read (so the pod webhook knows every ExternalSecret's mount) and, when the webhook is enabled,
   while it serves. A Service sends admission requests only to a ready operator.
-- `/metrics`: admission requests and refusals per webhook route, and the median and 99th
-  percentile of recent answer times, in Prometheus' text format.
+- `/metrics`: admission requests and refusals per webhook route, the median and 99th
+  percentile of recent answer times, and every metric of `tmpfs_secrets.metrics`, in
+  Prometheus' text format.
 
 Every check is a callable that returns a problem (what is wrong, for a person) or None.
 """
@@ -19,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from tmpfs_secrets import metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,8 @@ class HealthServer:
             for labels, value in sorted(by_label.items()):
                 selector = labels if "=" in labels else f'route="{labels}"'
                 lines.append(f"{metric}{{{selector}}} {value:g}")
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        body = ("\n".join(lines) + "\n" if lines else "").encode() + metrics.render()
+        return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 def parse_address(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from tmpfs_secrets import metrics
 from tmpfs_secrets.api.external_secret import parse_external_secret
 from tmpfs_secrets.cache import ValueCache
 from tmpfs_secrets.config import Settings
@@ -32,7 +34,7 @@ from tmpfs_secrets.ports import KubeReads, ObjectRef, Sink
 from tmpfs_secrets.providers.aws.clients import AwsRuntime
 from tmpfs_secrets.providers.aws.factory import batch_size, is_pinned
 from tmpfs_secrets.providers.base import FIND, Source, Value
-from tmpfs_secrets.scheduler import Backoff, Clock, Plan, Scheduler, SystemClock
+from tmpfs_secrets.scheduler import Backoff, Clock, Outcome, Plan, Scheduler, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,12 @@ class Engine:
         self._scheduler = Scheduler(
             self._plan,
             self._clock,
-            self._fetcher.run_batch,
+            self._run_batch,
             self._after_batch,
             self.settings.max_concurrent_batches,
         )
         self._grace = StoreGrace(self._clock, self.settings.store_grace)
+        self._batch_started: dict[int, float] = {}  # id(batch) -> time.monotonic(), for metrics
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -288,7 +291,29 @@ class Engine:
 
     # --- after each batch: evaluation and reporting --------------------------------------------
 
+    async def _run_batch(self, batch: list[Source]) -> Mapping[Source, bool | Outcome]:
+        self._batch_started[id(batch)] = time.monotonic()
+        return await self._fetcher.run_batch(batch)
+
+    def refresh_lag(self) -> float:
+        """Seconds since the oldest due time of a source whose fetch has not started (0: none late)."""
+        now = self._clock.now()
+        dues = [
+            due
+            for src in self._plan.sources()
+            if not self._plan.in_flight(src) and (due := self._plan.due(src)) is not None
+        ]
+        return max(0.0, now - min(dues)) if dues else 0.0
+
     async def _after_batch(self, batch: list[Source]) -> None:
+        try:
+            await self._report_batch(batch)
+        finally:
+            started = self._batch_started.pop(id(batch), None)
+            if started is not None and batch:
+                metrics.SYNC_DURATION.labels(batch[0].service).observe(time.monotonic() - started)
+
+    async def _report_batch(self, batch: list[Source]) -> None:
         # Concurrently: each report is a few round trips to the API server, and one batch can
         # serve thousands of objects. The sink bounds how many of its writes run at once.
         ordered = sorted(self._subscriptions.users(batch), key=lambda r: (r.namespace, r.name))

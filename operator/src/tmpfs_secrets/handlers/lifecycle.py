@@ -16,8 +16,9 @@ from typing import Any
 
 import kopf
 
+from tmpfs_secrets import metrics
 from tmpfs_secrets.handlers.registry import registry
-from tmpfs_secrets.handlers.state import runtime
+from tmpfs_secrets.handlers.state import Runtime, runtime
 from tmpfs_secrets.handlers.targets import repair
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     rt.kube.target_watch.start(
         lambda namespace, name, what: repair(rt, namespace, name, what) if rt.following.leading else None
     )
+    register_gauges(rt)
     if rt.elector is None:
         await rt.engine.start()
     scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
@@ -88,3 +90,25 @@ async def engine_alive(memo: Any, **_: Any) -> dict[str, Any]:
     rt = runtime(memo)
     problem = rt.engine.health(rt.settings.stuck_after)
     return {"ok": problem is None, "problem": problem}
+
+
+def register_gauges(rt: Runtime) -> None:
+    """The metrics read when scraped: ExternalSecrets by Ready reason, refresh lag, leadership."""
+    metrics.gauge(
+        "tmpfs_secrets_external_secrets",
+        "ExternalSecrets by their Ready condition's status and reason.",
+        ("ready", "reason"),
+        lambda: [({"ready": r, "reason": why}, n) for (r, why), n in rt.kube.index.ready_counts().items()],
+    )
+    metrics.gauge(
+        "tmpfs_secrets_refresh_lag_seconds",
+        "Now minus the oldest due time of a source whose refresh has not started (0 on a follower).",
+        (),
+        lambda: [({}, rt.engine.refresh_lag() if rt.following.leading else 0.0)],
+    )
+    metrics.gauge(
+        "tmpfs_secrets_leader",
+        "1 while this replica leads (refreshes and writes); 0 while it follows.",
+        (),
+        lambda: [({}, 1.0 if rt.following.leading else 0.0)],
+    )

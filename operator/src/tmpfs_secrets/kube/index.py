@@ -158,3 +158,16 @@ class ObjectIndex:
         for kind, ns, name in list(self._objects):
             if kind == EXTERNAL_SECRET.kind and ns == namespace:
                 yield ObjectRef(namespace, name)
+
+    def ready_counts(self) -> dict[tuple[str, str], int]:
+        """ExternalSecrets by (Ready status, reason); ("Unknown", "") before their first status."""
+        counts: dict[tuple[str, str], int] = {}
+        for (kind, _, _), tracked in list(self._objects.items()):
+            if kind != EXTERNAL_SECRET.kind:
+                continue
+            ready = next(
+                (c for c in tracked.status.get("conditions") or [] if c.get("type") == "Ready"), None
+            )
+            key = (str(ready.get("status")), str(ready.get("reason") or "")) if ready else ("Unknown", "")
+            counts[key] = counts.get(key, 0) + 1
+        return counts

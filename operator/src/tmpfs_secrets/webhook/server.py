@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tmpfs_secrets import metrics
 from tmpfs_secrets.webhook import objects, pods
 from tmpfs_secrets.webhook.review import Request, Verdict, response
 
@@ -182,7 +183,9 @@ class WebhookServer:
         try:
             return await self._answer_timed(http, route, decide)
         finally:
-            self.durations[route].append(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.durations[route].append(seconds)
+            metrics.WEBHOOK_DURATION.labels(route).observe(seconds)
 
     async def _answer_timed(
         self, http: web.Request, route: str, decide: Callable[[Request], Verdict]

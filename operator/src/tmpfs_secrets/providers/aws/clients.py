@@ -22,6 +22,7 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 
+from tmpfs_secrets import metrics
 from tmpfs_secrets.errors import Reason, StoreError
 from tmpfs_secrets.providers.aws.credentials import Auth, Credentials
 from tmpfs_secrets.providers.aws.errors import from_exception
@@ -130,6 +131,7 @@ class AwsRuntime:
         if cached is None:
             config = self._config.merge(Config(signature_version=UNSIGNED))
             client = await self.call(lambda: boto3.session.Session().client("sts", config=config))
+            metrics.instrument(client.meta.events)
             cached = self._clients[key] = (None, client)
         return cached[1]
 
@@ -148,7 +150,9 @@ class AwsRuntime:
                 aws_secret_access_key=creds.secret_access_key,
                 aws_session_token=creds.session_token,
             )
-        return session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
+        client = session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
+        metrics.instrument(client.meta.events)
+        return client
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
