@@ -112,7 +112,7 @@ def installed(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterato
     apps = _namespace(cluster, "apps")
     outside = _namespace(cluster, "outside")
     store = f"install-{uuid.uuid4().hex[:8]}"
-    values = merge(local_values(built.image, pod_aws.endpoint), {"operator": {"watchNamespaces": [apps]}})
+    values = merge(local_values(built.image, pod_aws.endpoint), {"operator": {"watchNamespaces": [apps], "minRefreshInterval": 1}})
     release = Release(cluster, "tmpfs-secrets", system, values)
     try:
         moto_session.client("secretsmanager").create_secret(
