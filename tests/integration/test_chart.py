@@ -59,9 +59,12 @@ def test_chart_lints() -> None:
 
 def test_chart_crds_are_the_projects_crds() -> None:
     ours = {p.name: p.read_bytes() for p in sorted(CRDS.glob("*.yaml"))}
-    charted = {p.name: p.read_bytes() for p in sorted((CHART / "crds").glob("*.yaml"))}
+    charted = {p.name: p.read_bytes() for p in sorted((CHART / "files" / "crds").glob("*.yaml"))}
     assert ours, "no CRDs found in crds/"
-    assert charted == ours, "charts/tmpfs-secrets/crds/ must be a copy of crds/ (cp crds/*.yaml charts/...)"
+    assert charted == ours, (
+        "charts/tmpfs-secrets/files/crds/ must be a copy of crds/ "
+        "(cp crds/*.yaml charts/tmpfs-secrets/files/crds/)"
+    )
 
 
 def test_chart_renders_a_restricted_operator() -> None:
@@ -72,6 +75,7 @@ def test_chart_renders_a_restricted_operator() -> None:
     assert sorted(kinds) == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "Deployment",
         "MutatingWebhookConfiguration",
         "Role",  # the leader Lease, in the release's namespace
@@ -344,3 +348,123 @@ def test_operator_syncs_as_the_charts_service_account(
     finally:
         operator.stop()
         control_plane.kubectl("delete", "--ignore-not-found", "clustersecretstore", cluster_store)
+
+
+# --- chart conventions ---------------------------------------------------------------------------
+
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+
+
+def helm_fails(*args: str) -> str:
+    result = subprocess.run(
+        [str(binaries.path("helm")), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0, f"helm {' '.join(args)} should have failed"
+    return result.stderr
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=[p.stem for p in CI_VALUES])
+def test_chart_lints_and_renders_each_ci_file(values: Path) -> None:
+    assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART), "--values", str(values))
+    out = helm("template", "r", str(CHART), "--kube-version", binaries.K8S_VERSION, "--values", str(values))
+    assert "kind: Deployment" in out
+
+
+def test_values_schema_refuses_unknown_keys_and_wrong_types() -> None:
+    base = ["template", "r", str(CHART), "--kube-version", binaries.K8S_VERSION]
+    assert "additional properties 'replicas' not allowed" in helm_fails(*base, "--set", "replicas=2")
+    assert "additional properties 'watchNamespace' not allowed" in helm_fails(
+        *base, "--set", "operator.watchNamespace=shop"
+    )
+    assert "want integer" in helm_fails(*base, "--set", "replicaCount=two")
+    assert "logFormat" in helm_fails(*base, "--set", "operator.logFormat=xml")
+    assert "leaderElection.enabled" in helm_fails(
+        *base, "--set", "replicaCount=2", "--set", "leaderElection.enabled=false"
+    )
+
+
+def _leaves(values: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out |= _leaves(value, path + ".")
+        out.add(path)
+    return out
+
+
+def _documented(schema: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for key, prop in (schema.get("properties") or {}).items():
+        path = f"{prefix}{key}"
+        assert prop.get("description"), f"{path} has no description in values.schema.json"
+        out.add(path)
+        if prop.get("additionalProperties") is False:
+            out |= _documented(prop, path + ".")
+    return out
+
+
+def test_every_value_is_in_the_schema_with_a_description() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    documented = _documented(schema)
+    # Free-form Kubernetes objects (resources, security contexts, affinity) are documented as a whole.
+    closed = {p for p in _leaves(values) if p.rsplit(".", 1)[0] in documented or "." not in p}
+    free = {
+        p
+        for p in documented
+        if "." not in p and schema["properties"][p].get("additionalProperties") is not False
+    }
+    missing = {p for p in closed if p not in documented and not any(p.startswith(f + ".") for f in free)}
+    assert not missing, f"values without a schema entry: {sorted(missing)}"
+    assert not documented - _leaves(values), (
+        f"schema entries without a value: {sorted(documented - _leaves(values))}"
+    )
+    # Every top-level key has a comment right above it (or belongs to a commented group).
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line and line[0].isalpha():
+            group = number
+            while group > 0 and lines[group - 1] and lines[group - 1][0].isalpha():
+                group -= 1
+            assert group > 0 and lines[group - 1].startswith("#"), f"{line.split(':')[0]} has no comment"
+
+
+def test_chart_options_render_what_they_promise() -> None:
+    kinds = by_kind(
+        render("o", "tmpfs-secrets", "serviceAccount.automount=false", "networkPolicy.enabled=true")
+    )
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert kinds["ServiceAccount"]["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert {
+        "name": "kube-api-access",
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": True,
+    } in container["volumeMounts"]
+    sources = {v["name"]: v for v in pod["volumes"]}["kube-api-access"]["projected"]["sources"]
+    assert [next(iter(s)) for s in sources] == ["serviceAccountToken", "configMap", "downwardAPI"]
+    assert kinds["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "o"
+
+    docs = render("o", "tmpfs-secrets", "operator.watchNamespaces={shop,billing}", "crds.enabled=false")
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"}
+    assert roles == {
+        ("shop", "o-tmpfs-secrets"),
+        ("billing", "o-tmpfs-secrets"),
+        ("tmpfs-secrets", "o-tmpfs-secrets-leader-election"),
+    }
+    (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert not [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
+    assert not [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+
+    crds = [d for d in render("o", "tmpfs-secrets") if d["kind"] == "CustomResourceDefinition"]
+    assert sorted(d["metadata"]["name"] for d in crds) == sorted(
+        yaml.safe_load(p.read_text())["metadata"]["name"] for p in CRDS.glob("*.yaml")
+    )
+    for crd in crds:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        original = yaml.safe_load(
+            (CRDS / f"tmpfs-secrets.io_{crd['spec']['names']['plural']}.yaml").read_text()
+        )
+        assert crd["spec"] == original["spec"]

@@ -42,6 +42,9 @@ NAME = "install-db"
 MOUNT = f"/var/run/secrets/tmpfs-secrets.io/{NAME}"
 REMOTE_KEY = "prod/install/db"
 REFRESH = "2s"
+CRD_NAMES = [
+    f"{plural}.tmpfs-secrets.io" for plural in ("externalsecrets", "secretstores", "clustersecretstores")
+]
 STATIC_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -112,7 +115,10 @@ def installed(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterato
     apps = _namespace(cluster, "apps")
     outside = _namespace(cluster, "outside")
     store = f"install-{uuid.uuid4().hex[:8]}"
-    values = merge(local_values(built.image, pod_aws.endpoint), {"operator": {"watchNamespaces": [apps], "minRefreshInterval": 1}})
+    values = merge(
+        local_values(built.image, pod_aws.endpoint),
+        {"operator": {"watchNamespaces": [apps], "minRefreshInterval": 1}},
+    )
     release = Release(cluster, "tmpfs-secrets", system, values)
     try:
         moto_session.client("secretsmanager").create_secret(
@@ -140,6 +146,18 @@ spec:
     remoteRef: {{key: {REMOTE_KEY}, property: password}}
 """,
         )
+        # The session applied the CRDs already: hand them to this release, as an admin adopting
+        # existing CRDs into Helm would (the chart installs them itself on a fresh cluster).
+        for crd in CRD_NAMES:
+            cluster.kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+            cluster.kubectl(
+                "annotate",
+                "crd",
+                crd,
+                "--overwrite",
+                f"meta.helm.sh/release-name={release.name}",
+                f"meta.helm.sh/release-namespace={system}",
+            )
         started = time.monotonic()
         release.install()
         wait_until("the first ExternalSecret Ready", lambda: _ready(cluster, apps, NAME), 180)
@@ -478,9 +496,14 @@ def test_helm_upgrade_with_the_same_values_changes_nothing(installed: Installed)
 def test_helm_uninstall_keeps_crds_and_target_secrets(installed: Installed) -> None:
     value = installed.secret_value()
     assert value
+    managed = {
+        d["metadata"]["name"] for d in installed.release.manifest() if d["kind"] == "CustomResourceDefinition"
+    }
+    assert managed == set(CRD_NAMES), "the release does not manage the CRDs"
     installed.release.uninstall()
     wait_until("no operator pod", lambda: not installed.release.pods() or None, 120)
-    for crd in ("externalsecrets", "secretstores", "clustersecretstores"):
-        installed.kubectl("get", "crd", f"{crd}.tmpfs-secrets.io")
+    for crd in CRD_NAMES:
+        live = json.loads(installed.kubectl("get", "crd", crd, "-o", "json"))
+        assert live["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert installed.secret_value() == value
     installed.kubectl("-n", installed.apps, "get", "externalsecret", NAME)

@@ -50,4 +50,4 @@ def test_the_walk_finds_a_missing_description() -> None:
 
 def test_the_charts_crds_are_the_same_files() -> None:
     for crd in CRDS:
-        assert (ROOT / "charts/tmpfs-secrets/crds" / crd.name).read_bytes() == crd.read_bytes()
+        assert (ROOT / "charts/tmpfs-secrets/files/crds" / crd.name).read_bytes() == crd.read_bytes()
