@@ -114,7 +114,20 @@ def test_chart_renders_a_restricted_operator() -> None:
     assert {v["name"]: v for v in pod["volumes"]}["tmp"]["emptyDir"]["medium"] == "Memory"
 
     without = by_kind(render("ops", "tmpfs-secrets", "webhook.enabled=false"))
-    assert sorted(without) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    assert sorted(without) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",  # metrics only
+        "ServiceAccount",
+    ]
+    assert not any(
+        d["kind"] == "Service" and "webhook" in d["metadata"]["name"]
+        for d in render("ops", "t", "webhook.enabled=false")
+    )
     bare = without["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in bare if a.startswith("--webhook")]
 
