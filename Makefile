@@ -84,7 +84,7 @@ e2e-kind: tools ## On a machine with Docker: a kind cluster with the local busyb
 	@echo "remove it with: kind delete cluster --name tmpfs-secrets-e2e"
 
 .PHONY: demo
-demo: tools ## In the bubble: sync the shop's AWS values into injected pods, rotate one, watch them see it; one restartWorkloads restart (KEEP=1, DEMO_ARGS=--no-node).
+demo: tools images ## In the bubble: sync the shop's AWS values into injected pods, rotate one, watch them see it; one restartWorkloads restart (KEEP=1, DEMO_ARGS=--no-node).
 	$(PY) -m tests.cluster.demo $(if $(KEEP),--keep) $(DEMO_ARGS)
 
 .PHONY: bench

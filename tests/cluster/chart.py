@@ -18,6 +18,7 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tmpfs-secrets"
 # The role the operator's pod assumes with its projected token (moto's default account).
 OPERATOR_ROLE_ARN = "arn:aws:iam::123456789012:role/tmpfs-secrets-operator"
-POD_LABEL = "app.kubernetes.io/name=tmpfs-secrets"
+CRD_NAMES = tuple(
+    f"{plural}.tmpfs-secrets.io" for plural in ("externalsecrets", "secretstores", "clustersecretstores")
+)
 
 
 class KubeCluster(Protocol):
@@ -108,6 +111,22 @@ class Release:
             f.flush()
             return self.helm(
                 command, self.name, str(CHART), "--namespace", self.namespace, "--values", f.name, *extra
+            )
+
+    def adopt_crds(self, names: Sequence[str]) -> None:
+        """Hand CRDs that already exist (applied with kubectl) to this release, as Helm documents
+        for adopting resources; the chart then owns and upgrades them (and keeps them on uninstall)."""
+        for crd in names:
+            if self.cluster.kubectl("get", "crd", crd, check=False).returncode != 0:
+                continue
+            self.cluster.kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+            self.cluster.kubectl(
+                "annotate",
+                "crd",
+                crd,
+                "--overwrite",
+                f"meta.helm.sh/release-name={self.name}",
+                f"meta.helm.sh/release-namespace={self.namespace}",
             )
 
     def install(self, wait: bool = True, replicas: int | None = None) -> Release:

@@ -2,8 +2,10 @@
 
 It starts the local cluster in its network bubble (control plane and a real node) and moto as the
 embedded AWS, seeds the shop's values (the original problem's `RDS_PASSWORD`,
-`SUPABASE_SERVICE_ROLE_KEY` and connection settings), installs the CRDs, runs the operator as
-`tmpfs-secrets run` with its admission webhooks (called by the API server through a Service),
+`SUPABASE_SERVICE_ROLE_KEY` and connection settings), installs the operator with its Helm chart
+from the image `make image` built (CRDs, RBAC, a restricted pod with IRSA against the emulated
+STS, its admission webhooks behind the chart's Service; `--no-node`: the CRDs and
+`tmpfs-secrets run` as a process),
 applies `examples/`, shows the Secrets, starts a Deployment whose pods opt in to `shop-db` with a
 label and an annotation (the webhook injects the volume) and print the password whenever its file
 changes, rotates the password in AWS, and shows the same Secret change in place and the same
@@ -37,9 +39,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from tests.cluster import binaries, bubble, forward
+from tests.cluster import binaries, bubble, debian_image, forward, operator_image
 from tests.cluster.aws import REGION, MotoServer
 from tests.cluster.certs import CertificateAuthority
+from tests.cluster.chart import Release, local_values, merge
 from tests.cluster.cluster import NODE_NAME, Cluster
 from tests.cluster.operator import Operator, operator_env
 from tests.cluster.webhook import OperatorWebhook
@@ -297,6 +300,10 @@ class Demo:
     image: str | None = None
     sync_frequency: str = SYNC_FREQUENCY
     hook: OperatorWebhook | None = None
+    # With pods: the operator is installed with the chart; its image goes into this node.
+    import_image: Any = None  # Callable[[Path], None]
+    pod_aws_endpoint: str = ""  # where pods reach the emulated AWS (default: aws.endpoint)
+    release: Release | None = None
     pod_name: str = ""
     rotated_at: float = 0.0  # wall clock, comparable with the runtime's log timestamps
     secret_seconds: float = 0.0
@@ -325,6 +332,10 @@ class Demo:
         return Outcome(values, rotated, before, after, event, seconds, leaked, pod, restart)
 
     def stop(self) -> None:
+        if self.release is not None:
+            self.release.helm(
+                "uninstall", self.release.name, "-n", self.release.namespace, "--ignore-not-found"
+            )
         if self.hook is not None:
             self.hook.uninstall()  # cluster-scoped: never leave it behind
         if self.operator is not None:
@@ -354,6 +365,9 @@ class Demo:
         return values
 
     def install_crds(self, steps: Steps) -> None:
+        if self.image:
+            self.install_chart(steps)
+            return
         steps.begin("Installing the CRDs (kubectl apply -f crds/)")
         steps.say(self.cluster.kubectl("apply", "--server-side", "-f", str(CRDS)).stdout.strip())
         self.cluster.kubectl(
@@ -361,7 +375,58 @@ class Demo:
         )
         steps.done("established")
 
+    def install_chart(self, steps: Steps) -> None:
+        built = debian_image.require(operator_image.recipe())
+        steps.begin(
+            "Installing the operator: helm install tmpfs-secrets charts/tmpfs-secrets -n tmpfs-secrets "
+            f"(image {built.image})"
+        )
+        started = time.monotonic()
+        self.import_image(built.archive)
+        steps.say(f"imported {built.archive.name} into the node's containerd (nothing is pulled)")
+        existing = self.cluster.kubectl("get", "namespace", self.namespace, check=False)
+        if existing.returncode != 0:
+            self.cluster.kubectl("create", "namespace", self.namespace)
+        values = merge(
+            local_values(built.image, self.pod_aws_endpoint or self.aws.endpoint),
+            {
+                "operator": {
+                    "watchNamespaces": [self.namespace],
+                    # examples/ use the operator's identity from SecretStores (one tenant here).
+                    "allowOperatorIdentityForSecretStores": True,
+                    "minRefreshInterval": 1,
+                    "logFormat": "text",
+                }
+            },
+        )
+        self.release = Release(self.cluster, "tmpfs-secrets", "tmpfs-secrets", values)
+        self.cluster.kubectl("create", "namespace", "tmpfs-secrets", check=False)
+        self.cluster.kubectl(
+            "label",
+            "namespace",
+            "tmpfs-secrets",
+            "--overwrite",
+            "pod-security.kubernetes.io/enforce=restricted",
+        )
+        self.release.adopt_crds(CRD_NAMES)
+        self.release.install()
+        (pod,) = self.release.ready_pods()
+        steps.say(f"CRDs, RBAC (Roles in {self.namespace} only), webhooks; pod {pod} Ready in namespace")
+        steps.say("tmpfs-secrets (Pod Security: restricted) as its ServiceAccount, with IRSA: a projected")
+        steps.say("token exchanged with the emulated STS (AssumeRoleWithWebIdentity); no AWS key in the pod")
+        steps.done(f"installed in {time.monotonic() - started:.0f}s")
+
     def start_operator(self, steps: Steps) -> None:
+        if self.release is not None:
+            steps.begin("Waiting for the operator's webhooks behind the chart's Service")
+            self._wait_injecting()
+            steps.say(
+                'MutatingWebhookConfiguration: pods labelled tmpfs-secrets.io/inject: "true", '
+                "failurePolicy Fail;"
+            )
+            steps.say("ValidatingWebhookConfiguration: ExternalSecrets and stores")
+            steps.done("serving")
+            return
         args = ["--namespace", self.namespace]
         if self.image:
             # Pods run: the API server can call the operator's webhooks through a Service.
@@ -586,8 +651,12 @@ class Demo:
 
     def check_log(self, steps: Steps, values: Mapping[str, str]) -> list[str]:
         steps.begin("Checking that no value reached the operator's log or the Events")
-        assert self.operator is not None
-        log = self.operator.log_text()
+        if self.release is not None:
+            log = self.release.logs()
+            (self.workdir / "operator.log").write_text(log)
+        else:
+            assert self.operator is not None
+            log = self.operator.log_text()
         events = self.cluster.kubectl("get", "events", "-n", self.namespace, "-o", "json").stdout
         leaked = [key for key, value in values.items() if value in log or value in events]
         lines = len(log.splitlines())
@@ -666,11 +735,41 @@ class Demo:
         found = self._events(involved, reason)
         return found[0] if found else None
 
+    def _wait_injecting(self, timeout: float = 60.0) -> None:
+        """Until a server-side dry run of an opted-in pod comes back with the injected volume."""
+        canary = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "webhook-canary",
+                "labels": {"tmpfs-secrets.io/inject": "true"},
+                "annotations": {"tmpfs-secrets.io/secrets": "webhook-canary"},
+            },
+            "spec": {"containers": [{"name": "c", "image": "none"}]},
+        }
+
+        def injected() -> bool:
+            out = self.cluster.kubectl(
+                "-n",
+                self.namespace,
+                "create",
+                "--dry-run=server",
+                "-o",
+                "json",
+                "-f",
+                "-",
+                input=json.dumps(canary),
+                check=False,
+            )
+            return bool(out.returncode == 0 and "tmpfs-secrets-webhook-canary" in out.stdout)
+
+        self._wait("the webhook injecting opted-in pods", injected, timeout)
+
     def _wait(self, what: str, check: Any, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.operator is not None:
-                self.operator.process.check_alive()  # type: ignore[union-attr]
+            if self.operator is not None and self.operator.process is not None:
+                self.operator.process.check_alive()
             result = check()
             if result:
                 return result
@@ -717,7 +816,11 @@ def _keep(out: TextIO, cluster: Cluster, aws: MotoServer, demo: Demo) -> None:
         "  aws secretsmanager put-secret-value --secret-id prod/shop/db "
         '--secret-string \'{"password":"new"}\'\n'
     )
-    out.write(f"Operator log: {demo.workdir / 'operator.log'}\nPress Ctrl-C to stop everything.\n")
+    if demo.release is not None:
+        out.write("Operator log: kubectl logs -n tmpfs-secrets deployment/tmpfs-secrets\n")
+    else:
+        out.write(f"Operator log: {demo.workdir / 'operator.log'}\n")
+    out.write("Press Ctrl-C to stop everything.\n")
     out.flush()
     _wait_for_signal()
 
@@ -758,7 +861,9 @@ def _run_inside(args: argparse.Namespace) -> int:
                 "volume is rewritten at the pod's next sync"
             )
         steps.done("ready")
-        aws = MotoServer().start()
+        # With a node, moto listens on the node's address inside the bubble, where pods reach it.
+        aws = MotoServer(host=bubble.NODE_IP if cluster.node is not None else "127.0.0.1").start()
+        node = cluster.node
         demo = Demo(
             cluster.control_plane,
             aws,
@@ -768,6 +873,7 @@ def _run_inside(args: argparse.Namespace) -> int:
             steps=steps,
             image=cluster.image if cluster.node is not None else None,
             sync_frequency=args.sync_frequency,
+            import_image=node.import_images if node is not None else None,
         )
         outcome = demo.run()
         ok = not outcome.leaked and outcome.after.uid == outcome.before.uid

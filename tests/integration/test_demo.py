@@ -30,9 +30,13 @@ def test_demo_shows_a_rotation_in_place(
     whole: Cluster | None = request.getfixturevalue("cluster") if bubble.inside() else None
     out = io.StringIO()
     demo = Demo(control_plane, aws, tmp_path, namespace=namespace, interval="3s", out=out)
+    pod_aws: MotoServer | None = None
     if whole is not None:
         assert whole.node is not None
         demo.image, demo.sync_frequency = whole.image, whole.node.sync_frequency
+        # The chart's operator pod reaches moto on the node's address (same state as `aws`).
+        pod_aws = MotoServer(host=bubble.NODE_IP).start()
+        demo.import_image, demo.pod_aws_endpoint = whole.node.import_images, pod_aws.endpoint
     steps = Steps(out, total=demo.total)
     steps.number = 1  # step 1, starting the cluster, is the session's cluster here
     demo.steps = steps
@@ -40,6 +44,8 @@ def test_demo_shows_a_rotation_in_place(
         outcome = demo.run()
     finally:
         demo.stop()
+        if pod_aws is not None:
+            pod_aws.stop()
     text = out.getvalue()
 
     total = POD_STEPS if whole is not None else STEPS

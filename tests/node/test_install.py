@@ -33,7 +33,7 @@ import yaml
 from tests.cluster import debian_image, operator_image
 from tests.cluster.aws import FAKE_ACCESS_KEY, MotoServer
 from tests.cluster.bubble import NODE_IP
-from tests.cluster.chart import CHART, OPERATOR_ROLE_ARN, Release, helm, local_values, merge
+from tests.cluster.chart import CHART, CRD_NAMES, OPERATOR_ROLE_ARN, Release, helm, local_values, merge
 from tests.cluster.cluster import Cluster
 from tests.node.conftest import pod_manifest, wait_until
 
@@ -42,9 +42,6 @@ NAME = "install-db"
 MOUNT = f"/var/run/secrets/tmpfs-secrets.io/{NAME}"
 REMOTE_KEY = "prod/install/db"
 REFRESH = "2s"
-CRD_NAMES = [
-    f"{plural}.tmpfs-secrets.io" for plural in ("externalsecrets", "secretstores", "clustersecretstores")
-]
 STATIC_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -119,7 +116,8 @@ def installed(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterato
         local_values(built.image, pod_aws.endpoint),
         {"operator": {"watchNamespaces": [apps], "minRefreshInterval": 1}},
     )
-    release = Release(cluster, "tmpfs-secrets", system, values)
+    # Not "tmpfs-secrets": the demo's release (cluster-scoped names follow the release's).
+    release = Release(cluster, "tsi", system, values)
     try:
         moto_session.client("secretsmanager").create_secret(
             Name=REMOTE_KEY, SecretString=json.dumps({"password": "first-" + uuid.uuid4().hex})
@@ -148,16 +146,7 @@ spec:
         )
         # The session applied the CRDs already: hand them to this release, as an admin adopting
         # existing CRDs into Helm would (the chart installs them itself on a fresh cluster).
-        for crd in CRD_NAMES:
-            cluster.kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
-            cluster.kubectl(
-                "annotate",
-                "crd",
-                crd,
-                "--overwrite",
-                f"meta.helm.sh/release-name={release.name}",
-                f"meta.helm.sh/release-namespace={system}",
-            )
+        release.adopt_crds(CRD_NAMES)
         started = time.monotonic()
         release.install()
         wait_until("the first ExternalSecret Ready", lambda: _ready(cluster, apps, NAME), 180)
