@@ -74,14 +74,26 @@ test-unit: venv ## Only the tests that need neither Kubernetes nor AWS.
 cluster: tools ## Start the local cluster (with a node) in its network bubble; prints KUBECONFIG and IMAGE. CLUSTER_ARGS=--no-node
 	$(PY) -m tests.cluster $(CLUSTER_ARGS)
 
+KIND ?= $(CURDIR)/.cache/tools/kind-$(KIND_VERSION)/kind
+KIND_VERSION ?= v0.33.0
+
+$(KIND):
+	GOBIN=$(dir $(KIND)) CGO_ENABLED=0 go install sigs.k8s.io/kind@$(KIND_VERSION)
+
 .PHONY: e2e-kind
-e2e-kind: tools ## On a machine with Docker: a kind cluster with the local busybox image loaded (docs/e2e-kind.md).
-	kind create cluster --name tmpfs-secrets-e2e --kubeconfig .cache/kind.kubeconfig --wait 120s
-	kind load image-archive --name tmpfs-secrets-e2e \
+e2e-kind: tools images $(KIND) ## On a machine with Docker: kind (built from its Go module), the local images loaded, the chart installed (docs/e2e-kind.md).
+	$(KIND) create cluster --name tmpfs-secrets-e2e --kubeconfig .cache/kind.kubeconfig --wait 120s
+	$(KIND) load image-archive --name tmpfs-secrets-e2e \
 	  $$($(PY) -c 'from tests.cluster.images import busybox_images; print(busybox_images().archive)')
+	$(KIND) load image-archive --name tmpfs-secrets-e2e \
+	  $$($(PY) -c 'from tests.cluster import debian_image, operator_image; print(debian_image.require(operator_image.recipe()).archive)')
+	image=$$($(PY) -c 'from tests.cluster import debian_image, operator_image; print(debian_image.require(operator_image.recipe()).image)'); \
+	$(HELM) upgrade --install $(RELEASE) charts/tmpfs-secrets --kubeconfig .cache/kind.kubeconfig \
+	  --namespace $(NAMESPACE) --create-namespace --wait --timeout 5m \
+	  --set image.repository=$${image%:*} --set image.tag=$${image##*:} --set image.pullPolicy=Never $(HELM_ARGS)
 	@echo "export KUBECONFIG=$(CURDIR)/.cache/kind.kubeconfig"
 	@echo "IMAGE=$$($(PY) -c 'from tests.cluster.images import busybox_images; print(busybox_images().workload)')"
-	@echo "remove it with: kind delete cluster --name tmpfs-secrets-e2e"
+	@echo "remove it with: $(KIND) delete cluster --name tmpfs-secrets-e2e"
 
 .PHONY: demo
 demo: tools images ## In the bubble: sync the shop's AWS values into injected pods, rotate one, watch them see it; one restartWorkloads restart (KEEP=1, DEMO_ARGS=--no-node).
