@@ -454,6 +454,11 @@ def test_failover_to_the_other_replica(installed: Installed) -> None:
     assert after["metadata"]["resourceVersion"] == es["metadata"]["resourceVersion"], "status rewritten"
     release.wait_ready(2)  # the Deployment replaced the deleted pod; it follows
     assert holder() == follower
+    # The follower was never restarted (its liveness does not depend on a loop it doesn't run).
+    statuses = json.loads(release.kubectl("get", "pod", follower, "-o", "json"))["status"][
+        "containerStatuses"
+    ]
+    assert sum(s["restartCount"] for s in statuses) == 0
     rotated = "after-failover-" + uuid.uuid4().hex
     installed.rotate(rotated)
     wait_until("a rotation through the new leader", lambda: installed.secret_value() == rotated, 60)

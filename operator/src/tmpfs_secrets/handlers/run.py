@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import kopf
@@ -55,7 +56,11 @@ def webhook_server(settings: Settings, kube: KubeSide) -> WebhookServer | None:
 
 
 def health_server(
-    settings: Settings, kube: KubeSide, engine: Engine, webhook: WebhookServer | None
+    settings: Settings,
+    kube: KubeSide,
+    engine: Engine,
+    webhook: WebhookServer | None,
+    leading: Callable[[], bool] = lambda: True,
 ) -> HealthServer:
     def index_complete() -> str | None:
         return None if kube.index.complete else "stores and ExternalSecrets not read yet"
@@ -78,7 +83,8 @@ def health_server(
         }
 
     return HealthServer(
-        liveness=[lambda: engine.health(settings.stuck_after)],
+        # A follower's refresh loop is not started: only the leader's can stop or stick.
+        liveness=[lambda: engine.health(settings.stuck_after) if leading() else None],
         readiness=[index_complete, webhook_serving],
         counts=counts,
     )
@@ -98,7 +104,7 @@ async def run(settings: Settings) -> None:
         if webhook is not None:
             await webhook.start()
         if settings.health_address is not None:
-            health = health_server(settings, kube, engine, webhook)
+            health = health_server(settings, kube, engine, webhook, lambda: rt.following.leading)
             await health.start(*parse_address(settings.health_address))
         listing = asyncio.create_task(await_existing(kube.rest, kube.index, settings.namespaces))
         if settings.leader_election:
