@@ -145,6 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
 
+    agent = commands.add_parser(
+        "agent",
+        help="run the Direct delivery agent (the sidecar the webhook injects)",
+        description=(
+            "Receive the values of Direct ExternalSecrets from the operator over one HTTPS stream, "
+            "authenticated with the pod's projected ServiceAccount token, and write them into "
+            "memory-backed folders the way kubelet's atomic writer does. Keeps the files when the "
+            "operator is unreachable and reconnects with backoff."
+        ),
+    )
+    from tmpfs_secrets.agent.main import add_arguments
+
+    add_arguments(agent)
+
     migrate = commands.add_parser(
         "migrate",
         help="convert External Secrets Operator manifests for AWS",
@@ -207,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_operator(settings_from(args))
     if args.command == "migrate":
         return migrate_files(args.files)
+    if args.command == "agent":
+        from tmpfs_secrets.agent.main import main as agent_main
+
+        return agent_main(args)
     parser.print_help()
     return 0
 
