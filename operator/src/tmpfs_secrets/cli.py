@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="/healthz fails when a due refresh has not started for this long (default: %(default)s)",
     )
+    run.add_argument(
+        "--direct-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve Direct delivery agents over HTTPS here, e.g. 0.0.0.0:8443, with the certificate of "
+        "--webhook-cert-dir (default: not served; Direct ExternalSecrets then report that no pod "
+        "receives them)",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
 
     agent = commands.add_parser(
@@ -192,6 +200,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         webhook_address=args.webhook_address,
         health_address=args.health_address,
         stuck_after=args.stuck_after,
+        direct_address=args.direct_address,
     )
 
 

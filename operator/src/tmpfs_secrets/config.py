@@ -37,6 +37,10 @@ class Settings:
     # Plain-HTTP probes: /healthz (liveness), /readyz (readiness), /metrics. None: not served.
     health_address: str | None = None
     stuck_after: float = 60.0  # liveness fails when a refresh is overdue by this many seconds
+    # Direct delivery: the HTTPS address agents stream from (None: not served), with the
+    # webhooks' certificate (the same Service names the operator).
+    direct_address: str | None = None
+    direct_status_delay: float = 1.0  # seconds acknowledgements are gathered into one status write
 
     @property
     def clusterwide(self) -> bool:

@@ -53,6 +53,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     rt = runtime(memo)
     rt.kube.target_watch.start(lambda namespace, name, what: repair(rt, namespace, name, what))
     await rt.engine.start()
+    if rt.direct is not None:
+        await rt.direct.start()
     scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
     log.info("tmpfs-secrets operator started; watching %s", scope)
 
@@ -61,6 +63,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 async def stop(memo: Any, **_: Any) -> None:
     rt = runtime(memo)
     try:
+        if rt.direct is not None:
+            await rt.direct.stop()
         await rt.engine.stop()
     finally:
         await rt.kube.close()

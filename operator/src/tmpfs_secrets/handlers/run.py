@@ -16,6 +16,7 @@ from pathlib import Path
 import kopf
 
 from tmpfs_secrets.config import Settings
+from tmpfs_secrets.direct.runtime import DirectSide
 from tmpfs_secrets.engine import Engine
 
 # Importing the handler modules registers their handlers in the registry.
@@ -91,10 +92,12 @@ async def run(settings: Settings) -> None:
     listing: asyncio.Task[None] | None = None
     try:
         engine = Engine(kube.reads, kube.sink, settings)
-        memo = kopf.Memo(runtime=Runtime(settings=settings, kube=kube, engine=engine))
         webhook = webhook_server(settings, kube)
         if webhook is not None:
             await webhook.start()
+        # Agents reach the operator through the webhooks' Service: same certificate, same reloads.
+        direct = DirectSide.attach(settings, kube, webhook.certificates.listener if webhook else None)
+        memo = kopf.Memo(runtime=Runtime(settings=settings, kube=kube, engine=engine, direct=direct))
         if settings.health_address is not None:
             health = health_server(settings, kube, engine, webhook)
             await health.start(*parse_address(settings.health_address))

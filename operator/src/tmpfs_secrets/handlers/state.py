@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmpfs_secrets.config import Settings
+from tmpfs_secrets.direct.runtime import DirectSide
 from tmpfs_secrets.engine import Engine
 from tmpfs_secrets.kube.runtime import KubeSide
 
@@ -18,6 +19,7 @@ class Runtime:
     settings: Settings
     kube: KubeSide
     engine: Engine
+    direct: DirectSide | None = None
 
 
 def runtime(memo: Any) -> Runtime:
