@@ -151,6 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-cert-dir (default: not served; Direct ExternalSecrets then report that no pod "
         "receives them)",
     )
+    run.add_argument(
+        "--direct-url",
+        metavar="URL",
+        default=None,
+        help="the address injected agents dial, e.g. https://tmpfs-secrets-webhook.tmpfs-secrets.svc:8443 "
+        "(a Service in front of --direct-address; its certificate is --webhook-cert-dir's, its CA "
+        "that folder's ca.crt)",
+    )
+    run.add_argument(
+        "--agent-image",
+        metavar="IMAGE",
+        default=None,
+        help="the image of the injected Direct delivery agent (the operator's own image); with "
+        "--direct-url, pods that name a Direct ExternalSecret get the agent as a native sidecar",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
 
     agent = commands.add_parser(
@@ -201,6 +216,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         health_address=args.health_address,
         stuck_after=args.stuck_after,
         direct_address=args.direct_address,
+        direct_url=args.direct_url,
+        agent_image=args.agent_image,
     )
 
 

@@ -40,6 +40,8 @@ class Settings:
     # Direct delivery: the HTTPS address agents stream from (None: not served), with the
     # webhooks' certificate (the same Service names the operator).
     direct_address: str | None = None
+    direct_url: str | None = None  # how agents reach it: https://<service>.<namespace>.svc:<port>
+    agent_image: str | None = None  # the image of injected agents (the operator's own)
     direct_status_delay: float = 1.0  # seconds acknowledgements are gathered into one status write
 
     @property

@@ -28,6 +28,7 @@ from tmpfs_secrets.kube.index import Target
 from tmpfs_secrets.kube.listing import await_existing
 from tmpfs_secrets.kube.names import EXTERNAL_SECRET
 from tmpfs_secrets.kube.runtime import KubeSide
+from tmpfs_secrets.webhook.agent import AgentConfig
 from tmpfs_secrets.webhook.objects import Rules
 from tmpfs_secrets.webhook.server import Admission, CertificateFiles, WebhookServer
 
@@ -42,8 +43,18 @@ def webhook_server(settings: Settings, kube: KubeSide) -> WebhookServer | None:
         tracked = kube.index.get(EXTERNAL_SECRET.kind, namespace, name)
         return tracked.target if tracked is not None else None
 
+    def direct() -> AgentConfig | None:
+        if not (settings.direct_url and settings.agent_image):
+            return None
+        try:  # small and rarely renewed; read per admission so a renewed CA is used at once
+            ca = (folder / "ca.crt").read_text()
+        except OSError:
+            return None
+        return AgentConfig(settings.agent_image, settings.direct_url, ca)
+
     return WebhookServer(
         Admission(
+            direct=direct,
             lookup=lookup,
             ready=lambda: kube.index.complete,
             rules=Rules(settings.allow_operator_identity, settings.min_refresh_interval),
