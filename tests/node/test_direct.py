@@ -2,8 +2,7 @@
 sidecar, the agent streams from the operator through a Service, and the values never touch the
 Kubernetes API or etcd.
 
-The operator runs in the bubble on the node address; a selectorless Service with an EndpointSlice
-stands in for the chart's Service, with one port for the webhooks and one for the agents.
+The operator runs in the bubble on the node address (tests/cluster/direct.py).
 """
 
 from __future__ import annotations
@@ -17,18 +16,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 
-from tests.cluster import debian_image, operator_image
+from tests.cluster import direct as direct_setup
 from tests.cluster.aws import MotoServer
 from tests.cluster.cluster import Cluster
-from tests.cluster.operator import Operator, operator_env
-from tests.cluster.webhook import NAMESPACE, SERVICE, OperatorWebhook, free_port
+from tests.cluster.direct import DirectSetup
 from tests.node.conftest import Pods, wait_until
 
 REMOTE_KEY = "prod/direct/db"
 MOUNT = "/secrets/db"
-AGENT_PORT = 8443
 STORE = """apiVersion: tmpfs-secrets.io/v1alpha1
 kind: SecretStore
 metadata: {name: aws}
@@ -82,19 +78,9 @@ spec:
 """
 
 
-class DirectOperator:
-    def __init__(self, operator: Operator, hook: OperatorWebhook) -> None:
-        self.operator = operator
-        self.hook = hook
-
-
 @pytest.fixture(scope="session")
 def agent_image(cluster: Cluster) -> str:
-    """The operator image (built on the host by `make image`), imported into the node."""
-    assert cluster.node is not None
-    built = debian_image.require(operator_image.recipe())
-    cluster.node.import_images(built.archive)
-    return built.image
+    return direct_setup.agent_image(cluster)
 
 
 @pytest.fixture
@@ -106,41 +92,12 @@ def direct(
     agent_image: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
-) -> Iterator[DirectOperator]:
-    hook = OperatorWebhook.create(cluster.control_plane, tmp_path)
-    port = free_port()
-    manifests = hook.manifests()
-    for doc in manifests[:2]:  # the Service and its EndpointSlice: a second port for the agents
-        if doc["kind"] == "Service":
-            doc["spec"]["ports"].append(
-                {"name": "agents", "port": AGENT_PORT, "targetPort": port, "protocol": "TCP"}
-            )
-        else:
-            doc["ports"].append({"name": "agents", "port": port, "protocol": "TCP"})
-    cluster.control_plane.kubectl("create", "namespace", NAMESPACE, check=False)
-    cluster.control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests[:2]))
-    # The test node runs no cluster DNS: agents dial the Service's ClusterIP, which the serving
-    # certificate names too (on a real cluster the URL is the Service's DNS name).
-    service = json.loads(
-        cluster.control_plane.kubectl("get", "-n", NAMESPACE, "service", SERVICE, "-o", "json").stdout
-    )
-    cluster_ip = service["spec"]["clusterIP"]
-    names = [f"{SERVICE}.{NAMESPACE}.svc", f"{SERVICE}.{NAMESPACE}.svc.cluster.local"]
-    pair = cluster.control_plane.ca.issue(SERVICE, dns_names=names, ip_addresses=[cluster_ip], server=True)
-    pair.write(hook.cert_dir, "tls")
-    (hook.cert_dir / "ca.crt").write_bytes(cluster.control_plane.ca.cert)
-    url = f"https://{cluster_ip}:{AGENT_PORT}"
-    args = [*hook.operator_args(), "--namespace", namespace, f"--direct-address=0.0.0.0:{port}"]
-    args += [f"--direct-url={url}", f"--agent-image={agent_image}"]
-    op = Operator(env=operator_env(cluster.control_plane, aws), log=tmp_path / "operator.log", args=args)
-    op.start()
+) -> Iterator[DirectSetup]:
+    setup = DirectSetup.start(cluster, aws, tmp_path, [namespace], agent_image, tmp_path / "operator.log")
     try:
-        cluster.control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests[2:]))
-        hook.wait_effective(namespace)
-        yield DirectOperator(op, hook)
+        yield setup
     finally:
-        hook.uninstall()
-        op.stop()
+        setup.stop()
         if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
             agents = cluster.kubectl(
                 "logs",
@@ -154,7 +111,7 @@ def direct(
                 check=False,
             )
             print(f"\n--- agent log:\n{agents.stdout}{agents.stderr}")
-            print(f"\n--- operator log ({op.log}):\n" + "\n".join(op.log_text().splitlines()[-80:]))
+            print("\n--- operator log:\n" + "\n".join(setup.operator.log_text().splitlines()[-80:]))
 
 
 def _seed() -> tuple[object, str]:
@@ -204,7 +161,7 @@ def _etcd_text(cluster: Cluster) -> str:
 
 
 def test_direct_values_reach_the_pod_and_nowhere_else(
-    direct: DirectOperator, pods: Pods, aws: MotoServer, cluster: Cluster
+    direct: DirectSetup, pods: Pods, aws: MotoServer, cluster: Cluster
 ) -> None:
     pods.kubectl("label", "namespace", pods.namespace, "pod-security.kubernetes.io/enforce=restricted")
     sm, first = _seed()

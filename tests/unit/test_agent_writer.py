@@ -18,6 +18,7 @@ def test_layout_matches_kubelets_atomic_writer(tmp_path: Path) -> None:
     assert not writer.written()
     version = writer.write({"USER": b"app", "PASSWORD": b"s3cret"}, 0o440)
     folder = tmp_path / "shop-db"
+    version = Path(version)
     assert os.readlink(folder / DATA_LINK) == version.name
     assert version.name.startswith("..")
     assert os.readlink(folder / "PASSWORD") == f"{DATA_LINK}/PASSWORD"
@@ -29,8 +30,8 @@ def test_layout_matches_kubelets_atomic_writer(tmp_path: Path) -> None:
 
 def test_new_version_replaces_old_and_drops_removed_keys(tmp_path: Path) -> None:
     writer = AtomicWriter(tmp_path)
-    first = writer.write({"A": b"1", "B": b"2"}, 0o400)
-    second = writer.write({"A": b"3"}, 0o444)
+    first = Path(writer.write({"A": b"1", "B": b"2"}, 0o400))
+    second = Path(writer.write({"A": b"3"}, 0o444))
     assert not first.exists()
     assert (tmp_path / "A").read_bytes() == b"3"
     assert not os.path.lexists(tmp_path / "B")
@@ -41,7 +42,7 @@ def test_new_version_replaces_old_and_drops_removed_keys(tmp_path: Path) -> None
 def test_leftovers_of_an_interrupted_write_are_pruned(tmp_path: Path) -> None:
     (tmp_path / "..2020_01_01_00_00_00.1").mkdir()
     (tmp_path / "..2020_01_01_00_00_00.1" / "A").write_bytes(b"old")
-    version = AtomicWriter(tmp_path).write({"A": b"new"})
+    version = Path(AtomicWriter(tmp_path).write({"A": b"new"}))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([DATA_LINK, version.name, "A"])
 
 

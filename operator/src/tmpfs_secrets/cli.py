@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Sequence
 
 from tmpfs_secrets import __version__
@@ -178,9 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
             "operator is unreachable and reconnects with backoff."
         ),
     )
-    from tmpfs_secrets.agent.main import add_arguments
+    from tmpfs_secrets.agent.main import USAGE
 
-    add_arguments(agent)
+    agent.epilog = USAGE
+    agent.formatter_class = argparse.RawDescriptionHelpFormatter
 
     migrate = commands.add_parser(
         "migrate",
@@ -222,6 +224,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"] and not set(argv[1:2]) & {"-h", "--help"}:
+        # The agent parses its own few arguments: it runs in every pod and stays small.
+        from tmpfs_secrets.agent.main import entry
+
+        return entry(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -247,10 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_operator(settings_from(args))
     if args.command == "migrate":
         return migrate_files(args.files)
-    if args.command == "agent":
-        from tmpfs_secrets.agent.main import main as agent_main
 
-        return agent_main(args)
     parser.print_help()
     return 0
 

@@ -1,66 +1,80 @@
-"""`tmpfs-secrets agent`: its arguments, the startup-probe check, and the process around `Agent`.
+"""`tmpfs-secrets agent` (or `python3 -m tmpfs_secrets.agent`): arguments, the startup-probe
+check, and the process around `Agent`.
 
-Kept apart from the operator's CLI module so the agent process imports the standard library and
-this package only (about 15 MiB resident instead of the operator's 60+).
+The arguments are parsed by hand: `argparse` alone would cost the agent more memory than its
+work does. `tmpfs-secrets agent --help` shows them through the operator's CLI.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import signal
-import ssl
 import sys
 from collections.abc import Sequence
 
-from tmpfs_secrets.agent.token import DEFAULT_PATH, TokenFile
-from tmpfs_secrets.agent.writer import AtomicWriter
+from tmpfs_secrets.agent.token import DEFAULT_PATH
 
 CA_ENV = "TMPFS_SECRETS_CA"  # the CA bundle (PEM text) that signed the operator's certificate
 URL_ENV = "TMPFS_SECRETS_URL"
 
+USAGE = f"""usage: tmpfs-secrets agent --secret NAME=FOLDER [--secret ...] [--url URL] [--ca-file FILE]
+                           [--token FILE] [--check]
 
-def _target(text: str) -> tuple[str, str]:
-    name, sep, folder = text.partition("=")
-    if not sep or not name or not folder.startswith("/"):
-        raise argparse.ArgumentTypeError(f"expected NAME=/absolute/folder, got {text!r}")
-    return name, folder
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--secret",
-        dest="secrets",
-        action="append",
-        type=_target,
-        default=[],
-        required=True,
-        metavar="NAME=FOLDER",
-        help="write the ExternalSecret NAME (of the pod's namespace) into FOLDER; repeat for several",
-    )
-    parser.add_argument(
-        "--url",
-        default=os.environ.get(URL_ENV),
-        help=f"the operator's agent endpoint, https://HOST[:PORT] (default: ${URL_ENV})",
-    )
-    parser.add_argument(
-        "--ca-file",
-        help=f"CA bundle that signed the operator's certificate (default: the PEM text in ${CA_ENV})",
-    )
-    parser.add_argument(
-        "--token",
-        default=DEFAULT_PATH,
-        help="the projected ServiceAccount token, audience tmpfs-secrets.io (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 0 if every folder holds a key set, 1 otherwise (the sidecar's startup probe)",
-    )
+  --secret NAME=FOLDER  write the ExternalSecret NAME (of the pod's namespace) into FOLDER; repeat
+  --url URL             the operator's agent endpoint, https://HOST[:PORT] (default: ${URL_ENV})
+  --ca-file FILE        CA bundle of the operator's certificate (default: the PEM text in ${CA_ENV})
+  --token FILE          projected ServiceAccount token, audience tmpfs-secrets.io
+                        (default: {DEFAULT_PATH})
+  --check               exit 0 if every folder holds a key set, 1 otherwise (the startup probe)
+"""
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
+class Options:
+    def __init__(self) -> None:
+        self.secrets: list[tuple[str, str]] = []
+        self.url: str | None = os.environ.get(URL_ENV)
+        self.ca_file: str | None = None
+        self.token = DEFAULT_PATH
+        self.check = False
+
+
+class UsageError(ValueError):
+    pass
+
+
+def parse(argv: Sequence[str]) -> Options:
+    options = Options()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            sys.stdout.write(USAGE)
+            raise SystemExit(0)
+        if arg == "--check":
+            options.check = True
+            continue
+        name, sep, value = arg.partition("=")
+        if name not in ("--secret", "--url", "--ca-file", "--token"):
+            raise UsageError(f"unknown argument {arg!r}")
+        if not sep:
+            if not args:
+                raise UsageError(f"{name} needs a value")
+            value = args.pop(0)
+        if name == "--secret":
+            secret, eq, folder = value.partition("=")
+            if not eq or not secret or not folder.startswith("/"):
+                raise UsageError(f"--secret expects NAME=/absolute/folder, got {value!r}")
+            options.secrets.append((secret, folder))
+        else:
+            setattr(options, name[2:].replace("-", "_"), value)
+    if not options.secrets:
+        raise UsageError("name at least one --secret NAME=FOLDER")
+    return options
+
+
+def tls_context(ca_file: str | None) -> object:
+    import ssl
+
     if ca_file:
         return ssl.create_default_context(cafile=ca_file)
     pem = os.environ.get(CA_ENV)
@@ -69,27 +83,30 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=pem)
 
 
-def main(args: argparse.Namespace) -> int:
-    writers = {name: AtomicWriter(folder) for name, folder in args.secrets}
-    if args.check:
-        return 0 if all(w.written() for w in writers.values()) else 1
-    if not args.url:
-        raise SystemExit(f"tmpfs-secrets agent: give --url or set ${URL_ENV}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    from tmpfs_secrets.agent.run import Agent
+def main(options: Options) -> int:
+    from tmpfs_secrets.agent.writer import AtomicWriter
 
-    agent = Agent(args.url, tls_context(args.ca_file), TokenFile(args.token), writers)
+    writers = {name: AtomicWriter(folder) for name, folder in options.secrets}
+    if options.check:
+        return 0 if all(w.written() for w in writers.values()) else 1
+    if not options.url:
+        raise SystemExit(f"tmpfs-secrets agent: give --url or set ${URL_ENV}")
+    from tmpfs_secrets.agent.log import say
+    from tmpfs_secrets.agent.run import Agent
+    from tmpfs_secrets.agent.token import TokenFile
+
+    agent = Agent(options.url, tls_context(options.ca_file), TokenFile(options.token), writers)  # type: ignore[arg-type]
     # As process 1 Python ignores SIGTERM unless told: the files stay, the pod's end needs nothing.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    logging.getLogger("tmpfs_secrets.agent").info(
-        "streaming %s from %s", ", ".join(sorted(writers)), args.url
-    )
+    say("INFO", f"streaming {', '.join(sorted(writers))} from {options.url}")
     agent.run()
     return 0
 
 
 def entry(argv: Sequence[str] | None = None) -> int:
-    """`python3 -m tmpfs_secrets.agent`: the same as `tmpfs-secrets agent`."""
-    parser = argparse.ArgumentParser(prog="tmpfs-secrets agent")
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    try:
+        options = parse(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stderr.write(f"{USAGE}\ntmpfs-secrets agent: error: {e}\n")
+        return 2
+    return main(options)

@@ -13,17 +13,21 @@ After writing a key set the agent confirms it with `POST /v1/ack` and a body
 `{"name": ..., "hash": ...}`; the operator counts which pods hold the current content. Refusals are
 HTTP errors with a body `{"reason": ..., "message": ...}` that never repeats the token.
 
-Shared by the agent and the operator so the two ends can't drift; standard library only.
+Shared by the agent and the operator so the two ends can't drift. Standard library only, and the
+light part of it: the agent's resident memory is mostly the interpreter and OpenSSL, so this
+avoids dataclasses, typing and base64's wrappers at run time.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (memory)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 STREAM_PATH = "/v1/stream"
 ACK_PATH = "/v1/ack"
@@ -37,31 +41,56 @@ class ProtocolError(ValueError):
     """A line that isn't a message of this protocol (the message never quotes the line)."""
 
 
-@dataclass(frozen=True)
-class SecretMessage:
-    name: str
-    hash: str
-    mode: int
-    data: Mapping[str, bytes] = field(repr=False)
+class _Value:
+    """Equality and a repr over `_fields` (values are never part of the repr)."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+    _hidden: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self._fields if f not in self._hidden))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields if f not in self._hidden)
+        return f"{type(self).__name__}({shown})"
 
 
-@dataclass(frozen=True)
-class PendingMessage:
-    name: str
-    reason: str
-    message: str
+class SecretMessage(_Value):
+    __slots__ = ("data", "hash", "mode", "name")
+    _fields = ("name", "hash", "mode", "data")
+    _hidden = ("data",)
+
+    def __init__(self, name: str, hash: str, mode: int, data: Mapping[str, bytes]) -> None:
+        self.name = name
+        self.hash = hash
+        self.mode = mode
+        self.data = data
 
 
-@dataclass(frozen=True)
-class Ping:
-    pass
+class PendingMessage(_Value):
+    __slots__ = ("message", "name", "reason")
+    _fields = ("name", "reason", "message")
+
+    def __init__(self, name: str, reason: str, message: str) -> None:
+        self.name = name
+        self.reason = reason
+        self.message = message
 
 
-Message = SecretMessage | PendingMessage | Ping
+class Ping(_Value):
+    __slots__ = ()
+
+
+if TYPE_CHECKING:
+    Message = SecretMessage | PendingMessage | Ping
 
 
 def encode_secret(name: str, content_hash: str, mode: int, data: Mapping[str, bytes]) -> bytes:
-    encoded = {k: base64.b64encode(v).decode("ascii") for k, v in data.items()}
+    encoded = {k: binascii.b2a_base64(v, newline=False).decode("ascii") for k, v in data.items()}
     line = {"kind": "secret", "name": name, "hash": content_hash, "mode": mode, "data": encoded}
     return json.dumps(line, separators=(",", ":")).encode() + b"\n"
 
@@ -102,8 +131,8 @@ def decode(line: bytes) -> Message:
         if not isinstance(value, str):
             raise ProtocolError(f"the secret message for {name!r} has a non-text value for key {key!r}")
         try:
-            values[key] = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
+            values[key] = binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
             raise ProtocolError(f"the value of key {key!r} of {name!r} is not base64") from None
     return SecretMessage(name, content_hash, mode, values)
 

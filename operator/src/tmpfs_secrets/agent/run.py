@@ -7,28 +7,45 @@ with full jitter, so a thousand agents that lost the same operator don't come ba
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import logging
-import random
-import ssl
-import threading
-import urllib.parse
-from collections.abc import Mapping
+import os
+import time
 
 from tmpfs_secrets.agent import protocol
-from tmpfs_secrets.agent.token import TokenFile
-from tmpfs_secrets.agent.writer import AtomicWriter, KeyRefused
+from tmpfs_secrets.agent.http import Connection, Response
+from tmpfs_secrets.agent.log import say
+from tmpfs_secrets.agent.writer import KeyRefused
 
-log = logging.getLogger("tmpfs_secrets.agent")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (memory)
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Mapping
+
+    from tmpfs_secrets.agent.token import TokenFile
+    from tmpfs_secrets.agent.writer import AtomicWriter
 
 
 class Refused(Exception):
-    """The operator refused the stream (HTTP 4xx); its reason and message, never the token."""
+    """The operator refused the stream (HTTP 4xx/5xx); its reason and message, never the token."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
+
+
+def _jitter(ceiling: float) -> float:
+    """A uniform draw in [0, ceiling) without `random` (and its hashlib and math imports)."""
+    return ceiling * int.from_bytes(os.urandom(4), "big") / 2**32
+
+
+def split_url(url: str) -> tuple[str, int]:
+    rest = url[len("https://") :].rstrip("/") if url.startswith("https://") else ""
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        host, port = rest, "443"
+    if not host or "/" in host or not port.isdigit():
+        raise ValueError(f"the operator URL must be https://HOST[:PORT], got {url!r}")
+    return host, int(port)
 
 
 class Agent:
@@ -43,11 +60,7 @@ class Agent:
         backoff_cap: float = 30.0,
         read_timeout: float = 3 * protocol.PING_INTERVAL,
     ) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme != "https" or not parsed.hostname:
-            raise ValueError(f"the operator URL must be https://HOST[:PORT], got {url!r}")
-        self.host = parsed.hostname
-        self.port = parsed.port or 443
+        self.host, self.port = split_url(url)
         self.context = context
         self.token = token
         self.targets = dict(targets)
@@ -55,9 +68,9 @@ class Agent:
         self.backoff_cap = backoff_cap
         self.read_timeout = read_timeout
         self.hashes: dict[str, str] = {}  # name -> content hash last written
-        self.stop = threading.Event()
-        self._stream: http.client.HTTPSConnection | None = None
-        self._acks: http.client.HTTPSConnection | None = None
+        self.stopped = False
+        self._stream: Connection | None = None
+        self._acks: Connection | None = None
 
     def ready(self) -> bool:
         return all(w.written() for w in self.targets.values())
@@ -73,49 +86,51 @@ class Agent:
 
     def _loop(self) -> None:
         attempt = 0
-        while not self.stop.is_set():
+        while not self.stopped:
             try:
                 received = self.stream_once()
                 attempt = 0 if received else attempt + 1
-                log.info("the operator closed the stream; reconnecting")
+                if not self.stopped:
+                    say("INFO", "the operator closed the stream; reconnecting")
             except Refused as e:
                 attempt += 1
-                log.warning("the operator refused the stream: %s", e)
-            except (OSError, http.client.HTTPException, protocol.ProtocolError) as e:
+                say("WARNING", f"the operator refused the stream: {e}")
+            except (OSError, protocol.ProtocolError) as e:
                 attempt += 1
-                if not self.stop.is_set():
-                    log.warning("stream to %s:%d failed: %s: %s", self.host, self.port, type(e).__name__, e)
-            if self.stop.is_set():
+                if not self.stopped:
+                    say("WARNING", f"stream to {self.host}:{self.port} failed: {type(e).__name__}: {e}")
+            if self.stopped:
                 break
-            delay = (
-                random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt)) if attempt else 0.0
-            )
+            delay = _jitter(min(self.backoff_cap, self.backoff_base * 2**attempt)) if attempt else 0.0
             if delay:
-                log.info("reconnecting in %.1f s (attempt %d); the files stay as they are", delay, attempt)
-            self.stop.wait(delay)
+                say("INFO", f"reconnecting in {delay:.1f} s (attempt {attempt}); the files stay as they are")
+            self._sleep(delay)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopped and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def close(self) -> None:
-        self.stop.set()
+        self.stopped = True
         for conn in (self._stream, self._acks):
-            if conn is not None and conn.sock is not None:
-                with contextlib.suppress(OSError):
-                    conn.sock.shutdown(2)
+            if conn is not None:
+                conn.shutdown()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token.read()}"}
 
     def stream_once(self) -> bool:
         """One connection: returns whether any message arrived (so backoff starts over)."""
-        conn = http.client.HTTPSConnection(
-            self.host, self.port, context=self.context, timeout=self.read_timeout
-        )
+        conn = Connection(self.host, self.port, self.context, self.read_timeout)
         self._stream = conn
         try:
-            query = urllib.parse.urlencode({"secrets": ",".join(sorted(self.targets))})
-            headers = {"Authorization": f"Bearer {self.token.read()}", "Accept": protocol.CONTENT_TYPE}
-            conn.request("GET", f"{protocol.STREAM_PATH}?{query}", headers=headers)
-            response = conn.getresponse()
+            path = f"{protocol.STREAM_PATH}?secrets={','.join(sorted(self.targets))}"
+            response = conn.request("GET", path, {**self._headers(), "Accept": protocol.CONTENT_TYPE})
             if response.status != 200:
                 raise _refused(response)
             received = False
-            while not self.stop.is_set():
+            while not self.stopped:
                 line = response.readline(protocol.MAX_LINE)
                 if not line:
                     return received
@@ -133,58 +148,54 @@ class Agent:
             return
         writer = self.targets.get(message.name)
         if writer is None:
-            log.warning("ignoring %s: this pod did not ask for it", message.name)
+            say("WARNING", f"ignoring {message.name}: this pod did not ask for it")
             return
         if isinstance(message, protocol.PendingMessage):
-            log.info(
-                "%s has nothing new to deliver (%s: %s); files kept",
-                message.name,
-                message.reason,
-                message.message,
-            )
+            say("INFO", f"{message.name} has nothing new ({message.reason}: {message.message}); files kept")
             return
         if self.hashes.get(message.name) != message.hash or not writer.written():
             try:
                 writer.write(message.data, message.mode)
-            except KeyRefused as e:
-                log.error("not writing %s: %s", message.name, e)
+            except (KeyRefused, OSError) as e:
+                say("ERROR", f"not writing {message.name}: {e}")
                 return
             self.hashes[message.name] = message.hash
-            log.info("wrote %d key(s) of %s (content %s)", len(message.data), message.name, message.hash[:19])
+            say("INFO", f"wrote {len(message.data)} key(s) of {message.name} (content {message.hash[:19]})")
         self.ack(message.name, message.hash)
 
     def ack(self, name: str, content_hash: str) -> None:
         body = protocol.encode_ack(name, content_hash)
+        error: Exception | None = None
         for _ in range(2):  # a kept-alive connection the operator closed meanwhile: once more, fresh
             if self._acks is None:
-                self._acks = http.client.HTTPSConnection(
-                    self.host, self.port, context=self.context, timeout=10
-                )
+                self._acks = Connection(self.host, self.port, self.context, 10)
             try:
-                headers = {"Authorization": f"Bearer {self.token.read()}", "Content-Type": "application/json"}
-                self._acks.request("POST", protocol.ACK_PATH, body=body, headers=headers)
-                response = self._acks.getresponse()
-                response.read()
+                headers = {**self._headers(), "Content-Type": "application/json"}
+                response = self._acks.request("POST", protocol.ACK_PATH, headers, body)
+                response.read(4096)
+                if response.headers.get("connection", "").lower() == "close":
+                    self._acks.close()
+                    self._acks = None
                 if response.status >= 300:
-                    log.warning("the operator refused the acknowledgement of %s: %d", name, response.status)
+                    say("WARNING", f"the operator refused the acknowledgement of {name}: {response.status}")
                 return
-            except (OSError, http.client.HTTPException) as e:
-                self._acks.close()
+            except OSError as e:
+                if self._acks is not None:
+                    self._acks.close()
                 self._acks = None
                 error = e
-        log.warning("could not acknowledge %s: %s", name, type(error).__name__)
+        say("WARNING", f"could not acknowledge {name}: {type(error).__name__}")
 
 
-def _refused(response: http.client.HTTPResponse) -> Refused:
+def _refused(response: Response) -> Refused:
     import json
 
-    body = response.read(4096)
     reason, message = response.reason, ""
     try:
-        raw = json.loads(body)
+        raw = json.loads(response.read(4096))
         if isinstance(raw, dict):
             reason = str(raw.get("reason", reason))[:100]
             message = str(raw.get("message", ""))[:300]
-    except ValueError:
+    except (ValueError, OSError):
         pass
     return Refused(response.status, reason, message)

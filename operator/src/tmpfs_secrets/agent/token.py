@@ -7,9 +7,7 @@ itself is never logged or put in an exception.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-DEFAULT_PATH = "/var/run/secrets/tmpfs-secrets.io/token"
+DEFAULT_PATH = "/var/run/secrets/tmpfs-secrets.io/agent/token"
 
 
 class TokenMissing(OSError):
@@ -18,11 +16,12 @@ class TokenMissing(OSError):
 
 class TokenFile:
     def __init__(self, path: str) -> None:
-        self.path = Path(path)
+        self.path = path
 
     def read(self) -> str:
         try:
-            token = self.path.read_text(encoding="ascii").strip()
+            with open(self.path, encoding="ascii") as stream:
+                token = stream.read().strip()
         except (OSError, UnicodeDecodeError) as e:
             raise TokenMissing(
                 f"can't read the ServiceAccount token at {self.path}: {type(e).__name__}"
