@@ -557,7 +557,8 @@ def run_direct(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         to_pod, aws_to_fetch, fetch_to_file = [], [], []
         for _version, sent, seen in sends:
             # The operator's first fetch of the new content after the change was sent.
-            fetch = next((f for f in fetches if sent - 0.005 <= f <= seen + 0.005), None)
+            # /proc/uptime has 10 ms steps and log times 1 ms: a fetch may look up to 10 ms "after" the read.
+            fetch = next((f for f in fetches if sent - 0.005 <= f <= seen + 0.015), None)
             to_pod.append(seen - sent)
             if fetch is not None:
                 aws_to_fetch.append(max(0.0, fetch - sent))
