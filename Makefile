@@ -63,7 +63,7 @@ fmt: venv ## Format and autofix with ruff.
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: lint tools images ## Run every check and test against a real local control plane and emulated AWS.
+test: lint tools images image ## Run every check and test against a real local control plane and emulated AWS.
 	$(PY) -m tests.cluster.bubble -- $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -209,15 +209,18 @@ def test_direct_delivery_is_never_synced_and_writes_no_secret(
 ) -> None:
     apply_examples(apply_yaml, namespace, "secretstore-secretsmanager.yaml")
     apply_yaml(_es("direct", "direct", "Owner", delivery="Direct"), namespace=namespace)
-    cond = kube.wait_ready("direct", namespace, status="False", reason="DeliveryNotAvailable")
-    assert "Direct is not available yet" in cond["message"] and "delivery: Secret" in cond["message"]
-    # A rotation is fetched again, and still reported as not delivered.
+    # Fetched, but no pod holds it: never Ready, never Synced.
+    cond = kube.wait_ready("direct", namespace, status="False", reason="AwaitingPods")
+    assert "no pod streams it yet" in cond["message"]
+    assert (kube.get("ExternalSecret", "direct", namespace) or {})["status"]["direct"] == {
+        "podsCurrent": 0,
+        "podsStale": 0,
+    }
+    # A rotation is fetched again, and still not reported as delivered.
     shop.rotate_password()
     apply_yaml(_es("control", "control", "Owner"), namespace=namespace)
     kube.wait_ready("control", namespace)
-    es = kube.get("ExternalSecret", "direct", namespace) or {}
-    assert "contentHash" not in (es.get("status") or {})
-    assert kube.ready("ExternalSecret", "direct", namespace)["reason"] == "DeliveryNotAvailable"  # type: ignore[index]
+    assert kube.ready("ExternalSecret", "direct", namespace)["reason"] == "AwaitingPods"  # type: ignore[index]
     assert "Synced" not in kube.event_reasons(namespace, "direct")
     assert kube.secret("direct", namespace) is None
     managed = kube.core.list_namespaced_secret(namespace, label_selector="app.kubernetes.io/managed-by").items

@@ -109,6 +109,6 @@ def test_invalid_external_secrets_are_refused_with_their_message(pods: Pods, inj
     assert pods.kubectl("get", "externalsecrets.tmpfs-secrets.io", "invalid", check=False).returncode != 0
 
 
-def test_direct_delivery_is_admitted_with_a_warning(pods: Pods, injecting: Injecting) -> None:
+def test_direct_delivery_is_admitted(pods: Pods, injecting: Injecting) -> None:
     out = pods.kubectl("apply", "-f", "-", input=es(ONE_KEY + "  target: {delivery: Direct}\n"))
-    assert "Direct is not available yet" in out.stderr
+    assert "Warning" not in out.stderr

@@ -85,9 +85,9 @@ def test_a_find_and_a_data_parameter_under_its_path_collide() -> None:
     assert validate("ExternalSecret", elsewhere, "shop").allowed
 
 
-def test_direct_delivery_is_admitted_with_a_warning() -> None:
+def test_direct_delivery_is_admitted() -> None:
     verdict = validate("ExternalSecret", es(target={"delivery": "Direct"}), "shop")
-    assert verdict.allowed and "Direct is not available yet" in verdict.warnings[0]
+    assert verdict.allowed and verdict.warnings == ()
 
 
 def test_stores_go_through_the_store_parser() -> None:

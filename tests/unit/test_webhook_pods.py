@@ -172,7 +172,7 @@ def test_very_long_and_dotted_names_get_valid_volume_names() -> None:
             "names web, which the pod does not have; its containers are app, sidecar",
         ),
         (pod("shop-db", containers=" , "), "empty entry"),
-        (pod("direct"), "target.delivery Direct, which is not available yet"),
+        (pod("direct"), "this operator serves no Direct delivery"),
         (pod("proc"), "is under /proc"),
         (pod("shop-api,same-path"), "ExternalSecrets shop-api and same-path both mount at /secrets/api"),
     ],

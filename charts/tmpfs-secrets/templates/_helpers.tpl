@@ -78,6 +78,10 @@ RBAC rules on cluster-scoped objects: always in the ClusterRole.
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [get, list, watch]
+# Direct delivery: verify each agent's token.
+- apiGroups: [authentication.k8s.io]
+  resources: [tokenreviews]
+  verbs: [create]
 # kopf discovers the CRDs it serves and notices when they appear or go.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
@@ -118,6 +122,10 @@ RBAC rules on namespaced objects: in the ClusterRole, or in a Role per watched n
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [list, patch]
+# Direct delivery: read the annotation of an agent's pod.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
 {{- end }}
 
 {{/*

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Sequence
 
 from tmpfs_secrets import __version__
@@ -143,6 +144,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="/healthz fails when a due refresh has not started for this long (default: %(default)s)",
     )
+    run.add_argument(
+        "--direct-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve Direct delivery agents over HTTPS here, e.g. 0.0.0.0:8443, with the certificate of "
+        "--webhook-cert-dir (default: not served; Direct ExternalSecrets then report that no pod "
+        "receives them)",
+    )
+    run.add_argument(
+        "--direct-url",
+        metavar="URL",
+        default=None,
+        help="the address injected agents dial, e.g. https://tmpfs-secrets-webhook.tmpfs-secrets.svc:8443 "
+        "(a Service in front of --direct-address; its certificate is --webhook-cert-dir's, its CA "
+        "that folder's ca.crt)",
+    )
+    run.add_argument(
+        "--agent-image",
+        metavar="IMAGE",
+        default=None,
+        help="the image of the injected Direct delivery agent (the operator's own image); with "
+        "--direct-url, pods that name a Direct ExternalSecret get the agent as a native sidecar",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     election = run.add_argument_group(
         "leader election",
@@ -193,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often to try to acquire or renew the Lease (default: %(default)s)",
     )
+
+    agent = commands.add_parser(
+        "agent",
+        help="run the Direct delivery agent (the sidecar the webhook injects)",
+        description=(
+            "Receive the values of Direct ExternalSecrets from the operator over one HTTPS stream, "
+            "authenticated with the pod's projected ServiceAccount token, and write them into "
+            "memory-backed folders the way kubelet's atomic writer does. Keeps the files when the "
+            "operator is unreachable and reconnects with backoff."
+        ),
+    )
+    from tmpfs_secrets.agent.main import USAGE
+
+    agent.epilog = USAGE
+    agent.formatter_class = argparse.RawDescriptionHelpFormatter
 
     migrate = commands.add_parser(
         "migrate",
@@ -262,10 +301,19 @@ def settings_from(args: argparse.Namespace) -> Settings:
         lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
+        direct_address=args.direct_address,
+        direct_url=args.direct_url,
+        agent_image=args.agent_image,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"] and not set(argv[1:2]) & {"-h", "--help"}:
+        # The agent parses its own few arguments: it runs in every pod and stays small.
+        from tmpfs_secrets.agent.main import entry
+
+        return entry(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "iam-policy":
@@ -293,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_operator(settings_from(args))
     if args.command == "migrate":
         return migrate_files(args.files)
+
     parser.print_help()
     return 0
 

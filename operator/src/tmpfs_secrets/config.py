@@ -45,6 +45,12 @@ class Settings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    # Direct delivery: the HTTPS address agents stream from (None: not served), with the
+    # webhooks' certificate (the same Service names the operator).
+    direct_address: str | None = None
+    direct_url: str | None = None  # how agents reach it: https://<service>.<namespace>.svc:<port>
+    agent_image: str | None = None  # the image of injected agents (the operator's own)
+    direct_status_delay: float = 1.0  # seconds acknowledgements are gathered into one status write
 
     @property
     def clusterwide(self) -> bool:

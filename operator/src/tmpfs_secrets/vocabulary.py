@@ -87,4 +87,6 @@ class Reason(StrEnum):
     TARGET_NOT_FOUND = "TargetNotFound"  # creationPolicy Merge and the Secret does not exist
     TARGET_CONFLICT = "TargetConflict"  # the Secret exists but is not this ExternalSecret's, or immutable
     TARGET_WRITE_FAILED = "TargetWriteFailed"  # RBAC or API server errors while writing it
-    DELIVERY_NOT_AVAILABLE = "DeliveryNotAvailable"  # target.delivery Direct: not implemented yet
+    # Direct delivery (reported by the Kubernetes side from the agents' acknowledgements):
+    DELIVERED = "Delivered"  # every connected pod wrote the current content (at least one pod)
+    AWAITING_PODS = "AwaitingPods"  # fetched, but no pod is connected or some hold older content

@@ -61,6 +61,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     register_gauges(rt)
     if rt.elector is None:
         await rt.engine.start()
+    if rt.direct is not None:
+        await rt.direct.start()
     scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
     log.info("tmpfs-secrets operator started; watching %s", scope)
 
@@ -72,6 +74,8 @@ async def stop(memo: Any, **_: Any) -> None:
         if rt.election is not None:
             rt.election.cancel()
             await asyncio.gather(rt.election, return_exceptions=True)
+        if rt.direct is not None:
+            await rt.direct.stop()
         await rt.engine.stop()
         if rt.elector is not None:
             # After the engine stopped: the next leader never overlaps with this one's writes.

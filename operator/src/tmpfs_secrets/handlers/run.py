@@ -17,6 +17,7 @@ from pathlib import Path
 import kopf
 
 from tmpfs_secrets.config import Settings
+from tmpfs_secrets.direct.runtime import DirectSide
 from tmpfs_secrets.engine import Engine
 
 # Importing the handler modules registers their handlers in the registry.
@@ -28,6 +29,7 @@ from tmpfs_secrets.kube.index import Target
 from tmpfs_secrets.kube.listing import await_existing
 from tmpfs_secrets.kube.names import EXTERNAL_SECRET
 from tmpfs_secrets.kube.runtime import KubeSide
+from tmpfs_secrets.webhook.agent import AgentConfig
 from tmpfs_secrets.webhook.objects import Rules
 from tmpfs_secrets.webhook.server import Admission, CertificateFiles, WebhookServer
 
@@ -42,8 +44,18 @@ def webhook_server(settings: Settings, kube: KubeSide) -> WebhookServer | None:
         tracked = kube.index.get(EXTERNAL_SECRET.kind, namespace, name)
         return tracked.target if tracked is not None else None
 
+    def direct() -> AgentConfig | None:
+        if not (settings.direct_url and settings.agent_image):
+            return None
+        try:  # small and rarely renewed; read per admission so a renewed CA is used at once
+            ca = (folder / "ca.crt").read_text()
+        except OSError:
+            return None
+        return AgentConfig(settings.agent_image, settings.direct_url, ca)
+
     return WebhookServer(
         Admission(
+            direct=direct,
             lookup=lookup,
             ready=lambda: kube.index.complete,
             rules=Rules(settings.allow_operator_identity, settings.min_refresh_interval),
@@ -98,11 +110,13 @@ async def run(settings: Settings) -> None:
     election: asyncio.Task[None] | None = None
     try:
         engine = Engine(kube.reads, kube.sink, settings)
-        rt = Runtime(settings=settings, kube=kube, engine=engine)
         stop = asyncio.Event()
         webhook = webhook_server(settings, kube)
         if webhook is not None:
             await webhook.start()
+        # Agents reach the operator through the webhooks' Service: same certificate, same reloads.
+        direct = DirectSide.attach(settings, kube, webhook.certificates.listener if webhook else None)
+        rt = Runtime(settings=settings, kube=kube, engine=engine, direct=direct)
         if settings.health_address is not None:
             health = health_server(settings, kube, engine, webhook, lambda: rt.following.leading)
             await health.start(*parse_address(settings.health_address))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tmpfs_secrets.config import Settings
+from tmpfs_secrets.direct.runtime import DirectSide
 from tmpfs_secrets.engine import Engine
 from tmpfs_secrets.kube.lease import LeaderElector
 from tmpfs_secrets.kube.runtime import KubeSide
@@ -41,6 +42,7 @@ class Runtime:
     following: Following = field(default_factory=Following)
     elector: LeaderElector | None = None  # with --leader-elect
     election: asyncio.Task[None] | None = None
+    direct: DirectSide | None = None
 
 
 def runtime(memo: Any) -> Runtime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.kube import conditions, status
@@ -26,10 +27,21 @@ log = logging.getLogger(__name__)
 _RETRY_DELAYS = (0.5, 2.0, 5.0)
 WORKLOADS_RESTARTED = "WorkloadsRestarted"
 RESTART_FAILED = "RestartFailed"
-DIRECT_NOT_AVAILABLE = (
-    "target.delivery Direct is not available yet, so nothing was delivered; "
-    "set spec.target.delivery: Secret (the default) to write a Secret that pods mount"
-)
+_DIRECT_REASONS = (Reason.DELIVERED.value, Reason.AWAITING_PODS.value)
+
+
+class DirectTargets(Protocol):
+    """Where Direct key sets go instead of a Secret (`tmpfs_secrets.direct.hub.Hub`)."""
+
+    def publish(self, ref: ObjectRef, data: Mapping[str, bytes], content_hash: str, mode: int) -> None: ...
+
+    def counts(self, ref: ObjectRef) -> tuple[int, int]:
+        """Connected pods that wrote the current content, and those that have not."""
+        ...
+
+    def content_hash(self, ref: ObjectRef) -> str | None: ...
+
+    def forget(self, ref: ObjectRef) -> None: ...
 
 
 class KubeSink:
@@ -44,9 +56,11 @@ class KubeSink:
         *,
         concurrency: int = 8,
         restarter: WorkloadRestarter | None = None,
+        direct: DirectTargets | None = None,
     ) -> None:
         self.restarter = restarter
         self.index = index
+        self.direct = direct
         self.writer = writer
         self.statuses = statuses
         self.events = events
@@ -55,6 +69,8 @@ class KubeSink:
 
     def forget(self, ref: ObjectRef) -> None:
         self._locks.pop(ref, None)
+        if self.direct is not None:
+            self.direct.forget(ref)
 
     def _lock(self, ref: ObjectRef) -> asyncio.Lock:
         return self._locks.setdefault(ref, asyncio.Lock())
@@ -68,13 +84,6 @@ class KubeSink:
             previous_versions: Mapping[str, str] = es.status.get("syncedVersions") or {}
             was_ready = conditions.is_true(es.status.get("conditions"))
             was_observed = _observed_generation(es) == es.generation
-            if es.target is not None and es.target.delivery == "Direct":
-                # Never Synced for values that reached no pod.
-                failure = SyncFailure(
-                    Reason.DELIVERY_NOT_AVAILABLE.value, DIRECT_NOT_AVAILABLE, result.next_refresh_time
-                )
-                await self._failed(es, failure)
-                return
             if es.target is not None and es.target.delivery == "Secret":
                 try:
                     await self._with_retries(
@@ -84,8 +93,19 @@ class KubeSink:
                     await self._failed(es, SyncFailure(e.reason, e.message, result.next_refresh_time))
                     # Raising tells the engine the values were not delivered, so it offers them again.
                     raise
+            direct = es.target is not None and es.target.delivery == "Direct"
+            if es.target is not None and direct:
+                # The value goes to the agents only: never into a Secret, and the status says how
+                # many connected pods wrote it, not that it was delivered.
+                current, stale = (0, 0)
+                if self.direct is not None:
+                    self.direct.publish(ref, result.data, result.content_hash, es.target.default_mode)
+                    current, stale = self.direct.counts(ref)
+                desired = status.direct_status(es, current, stale, result.content_hash, result)
+            else:
+                desired = status.synced_status(es, result)
             try:
-                await self.statuses.apply(es, status.synced_status(es, result))
+                await self.statuses.apply(es, desired)
             except KubeApiError as e:
                 log.warning(
                     "could not write the status of ExternalSecret %s/%s: %s", ref.namespace, ref.name, e
@@ -94,7 +114,8 @@ class KubeSink:
                 await self.events.normal(es, ROTATED, _rotated_message(es, previous_versions, result))
                 if es.target is not None and es.target.restart_workloads:
                     await self._restart_workloads(es, result.content_hash)
-            elif not (was_ready and was_observed and previous_hash == result.content_hash):
+            elif not (was_ready and was_observed and previous_hash == result.content_hash) and not direct:
+                # Direct: the status says which pods wrote it; "Synced" would claim a delivery.
                 await self.events.normal(es, SYNCED, _synced_message(es, result))
 
     async def _restart_workloads(self, es: Tracked, content_hash: str) -> None:
@@ -112,6 +133,26 @@ class KubeSink:
             await self.events.failure(
                 es, RESTART_FAILED, f"could not restart {_keys(list(done.failed), 5)} for content {short}"
             )
+
+    async def direct_counts_changed(self, ref: ObjectRef) -> None:
+        """Agents connected, left or acknowledged: the status of a Direct ExternalSecret follows."""
+        if self.direct is None:
+            return
+        async with self._lock(ref), self._slots:
+            es = self.index.external_secret(ref)
+            content_hash = self.direct.content_hash(ref)
+            if es is None or es.target is None or es.target.delivery != "Direct" or content_hash is None:
+                return
+            ready = conditions.find(es.status.get("conditions"), conditions.READY) or {}
+            if ready.get("reason") not in _DIRECT_REASONS or es.status.get("contentHash") != content_hash:
+                return  # the last refresh failed (that status stays), or its report is on its way
+            current, stale = self.direct.counts(ref)
+            try:
+                await self.statuses.apply(es, status.direct_status(es, current, stale, content_hash))
+            except KubeApiError as e:
+                log.warning(
+                    "could not write the status of ExternalSecret %s/%s: %s", ref.namespace, ref.name, e
+                )
 
     async def failed(self, ref: ObjectRef, result: SyncFailure) -> None:
         async with self._lock(ref), self._slots:

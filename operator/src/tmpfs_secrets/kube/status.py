@@ -52,6 +52,55 @@ def synced_status(tracked: Tracked, result: SyncSuccess, *, now: float | None = 
     }
 
 
+def direct_status(
+    tracked: Tracked,
+    current: int,
+    stale: int,
+    content_hash: str,
+    result: SyncSuccess | None = None,
+    *,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """A Direct ExternalSecret: Ready only once every connected pod wrote the current content.
+
+    `result` is the fetch being delivered (None for a change in the pods' acknowledgements).
+    """
+    pods = current + stale
+    short = content_hash[:19]
+    if current and not stale:
+        reason = Reason.DELIVERED.value
+        message = f"content {short} written by all {pods} connected pod{'s' if pods != 1 else ''}"
+    elif not pods:
+        reason = Reason.AWAITING_PODS.value
+        message = (
+            f"content {short} fetched; no pod streams it yet (pods name it in their "
+            "tmpfs-secrets.io/secrets annotation)"
+        )
+    else:
+        reason = Reason.AWAITING_PODS.value
+        message = f"content {short} written by {current} of {pods} connected pods; waiting for {stale}"
+    status: dict[str, Any] = {
+        "conditions": conditions.with_condition(
+            tracked.status.get("conditions"),
+            type_=conditions.READY,
+            status=bool(current and not stale),
+            reason=reason,
+            message=message,
+            observed_generation=tracked.generation,
+            now=now if now is not None else time.time(),
+        ),
+        "contentHash": content_hash,
+        "direct": {"podsCurrent": current, "podsStale": stale},
+    }
+    if result is not None:
+        status["refreshTime"] = conditions.rfc3339(result.refresh_time)
+        status["nextRefreshTime"] = (
+            conditions.rfc3339(result.next_refresh_time) if result.next_refresh_time is not None else None
+        )
+        status["syncedVersions"] = dict(sorted(result.versions.items()))
+    return status
+
+
 def failed_status(tracked: Tracked, result: SyncFailure, *, now: float | None = None) -> dict[str, Any]:
     """The last good `syncedVersions`, `contentHash` and `refreshTime` stay: so do the values."""
     current = tracked.status

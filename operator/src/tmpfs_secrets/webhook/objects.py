@@ -21,11 +21,6 @@ from tmpfs_secrets.kube.names import CLUSTER_SECRET_STORE, EXTERNAL_SECRET, SECR
 from tmpfs_secrets.webhook.paths import mount_path_problem
 from tmpfs_secrets.webhook.review import Verdict
 
-DIRECT_WARNING = (
-    "spec.target.delivery Direct is not available yet: this ExternalSecret will report Ready=False "
-    "and deliver nothing; use delivery: Secret (the default)"
-)
-
 
 @dataclass(frozen=True)
 class Rules:
@@ -62,8 +57,7 @@ def _external_secret(body: Mapping[str, Any], rules: Rules) -> Verdict:
     collisions = key_collisions(spec)
     if collisions:
         raise SpecError(collisions[0])
-    warnings = (DIRECT_WARNING,) if spec.target.delivery == "Direct" else ()
-    return Verdict(warnings=warnings)
+    return Verdict()
 
 
 def key_collisions(spec: ExternalSecretSpec) -> list[str]:

@@ -27,6 +27,8 @@ from tmpfs_secrets.kube.names import (
     SECRETS_ANNOTATION,
     default_mount_path,
 )
+from tmpfs_secrets.webhook import agent
+from tmpfs_secrets.webhook.agent import AgentConfig
 from tmpfs_secrets.webhook.paths import mount_path_problem
 from tmpfs_secrets.webhook.review import Verdict
 
@@ -51,6 +53,7 @@ class Injection:
     secret: str
     path: str
     mode: int
+    direct: bool = False  # an emptyDir the agent writes, instead of a Secret volume
 
 
 def volume_name(external_secret: str) -> str:
@@ -100,7 +103,9 @@ def _norm(path: object) -> str:
     return text.rstrip("/") or "/"
 
 
-def plan(pod: Mapping[str, Any], namespace: str, lookup: TargetLookup) -> tuple[list[Injection], list[str]]:
+def plan(
+    pod: Mapping[str, Any], namespace: str, lookup: TargetLookup, direct: AgentConfig | None = None
+) -> tuple[list[Injection], list[str]]:
     """What to inject into `pod` and the warnings for its author; raises Refused."""
     meta = _map(pod.get("metadata"))
     annotations = _map(meta.get("annotations"))
@@ -127,11 +132,14 @@ def plan(pod: Mapping[str, Any], namespace: str, lookup: TargetLookup) -> tuple[
                 f"{default_mount_path(name)}; the pod waits until that Secret exists"
             )
             target = Target(name=name, mount_path=default_mount_path(name), default_mode=DEFAULT_MODE)
-        if target.delivery != "Secret":
+        if target.delivery == "Direct" and direct is None:
             raise Refused(
-                f"ExternalSecret {name} uses target.delivery {target.delivery}, which is not available yet; "
-                f"set spec.target.delivery: Secret in {name}, or remove {name} from {SECRETS_ANNOTATION}"
+                f"ExternalSecret {name} uses target.delivery Direct, but this operator serves no Direct "
+                f"delivery (it runs without --direct-address and --agent-image); set "
+                f"spec.target.delivery: Secret in {name}, or remove {name} from {SECRETS_ANNOTATION}"
             )
+        if target.delivery not in ("Secret", "Direct"):
+            raise Refused(f"ExternalSecret {name} uses an unknown target.delivery {target.delivery}")
         path = target.mount_path or default_mount_path(name)
         problem = mount_path_problem(path, f"spec.mount.path of ExternalSecret {name}")
         if problem:
@@ -142,7 +150,11 @@ def plan(pod: Mapping[str, Any], namespace: str, lookup: TargetLookup) -> tuple[
                 f"give one of them another spec.mount.path"
             )
         by_path[_norm(path)] = name
-        injections.append(Injection(name, volume_name(name), target.name, path, target.default_mode))
+        injections.append(
+            Injection(
+                name, volume_name(name), target.name, path, target.default_mode, target.delivery == "Direct"
+            )
+        )
     return injections, warnings
 
 
@@ -172,33 +184,49 @@ def _selected(spec: Mapping[str, Any], annotations: Mapping[str, Any]) -> list[t
     return [known[n] for n in wanted]
 
 
-def mutate(pod: Mapping[str, Any], namespace: str, lookup: TargetLookup) -> Verdict:
+def mutate(
+    pod: Mapping[str, Any], namespace: str, lookup: TargetLookup, direct: AgentConfig | None = None
+) -> Verdict:
     """The admission verdict for one pod: a JSONPatch that adds what is missing, or a refusal."""
     meta = _map(pod.get("metadata"))
     if _map(meta.get("labels")).get(INJECT_LABEL) != "true":
         return Verdict()  # not opted in (the webhook's objectSelector normally keeps these away)
     try:
-        return _mutate(pod, _map(meta.get("annotations")), namespace, lookup)
+        return _mutate(pod, _map(meta.get("annotations")), namespace, lookup, direct)
     except Refused as e:
         return Verdict.deny(str(e))
 
 
 def _mutate(
-    pod: Mapping[str, Any], annotations: Mapping[str, Any], namespace: str, lookup: TargetLookup
+    pod: Mapping[str, Any],
+    annotations: Mapping[str, Any],
+    namespace: str,
+    lookup: TargetLookup,
+    direct: AgentConfig | None,
 ) -> Verdict:
     spec = _map(pod.get("spec"))
-    injections, warnings = plan(pod, namespace, lookup)
+    injections, warnings = plan(pod, namespace, lookup, direct)
     selected = _selected(spec, annotations)
     volumes = [_map(v) for v in _list(spec.get("volumes"))]
     by_name = {str(v.get("name")): v for v in volumes}
     secret_volumes = {
         str(v.get("name")): str(_map(v.get("secret")).get("secretName")) for v in volumes if "secret" in v
     }
+    # An emptyDir volume of ours stands for its ExternalSecret's Direct delivery.
+    secret_volumes.update(
+        {
+            inj.volume: inj.secret
+            for inj in injections
+            if inj.direct and "emptyDir" in by_name.get(inj.volume, {})
+        }
+    )
     ops: list[dict[str, Any]] = []
     new_volumes: list[dict[str, Any]] = []
     for inj in injections:
         existing = by_name.get(inj.volume)
-        if existing is None:
+        if existing is None and inj.direct:
+            new_volumes.append(agent.volume(inj.volume))
+        elif existing is None:
             new_volumes.append(
                 {"name": inj.volume, "secret": {"secretName": inj.secret, "defaultMode": inj.mode}}
             )
@@ -208,8 +236,14 @@ def _mutate(
                 f"rename that volume ({inj.volume} is reserved for ExternalSecret {inj.external_secret})"
             )
     warnings += _subpath_warnings(spec, injections, secret_volumes)
+    directs = [(inj.external_secret, inj.volume) for inj in injections if inj.direct]
+    has_agent = any(_map(c).get("name") == agent.AGENT_NAME for c in _list(spec.get("initContainers")))
+    if directs and direct is not None and not has_agent and agent.TOKEN_VOLUME not in by_name:
+        new_volumes.append(agent.token_volume())
     ops += _append(spec, "/spec/volumes", "volumes", new_volumes)
     for field, index, container_name in selected:
+        if field == "initContainers" and _map(_list(spec.get(field))[index]).get("name") == agent.AGENT_NAME:
+            continue
         container = _map(_list(spec.get(field))[index])
         mounts = [_map(m) for m in _list(container.get("volumeMounts"))]
         new_mounts: list[dict[str, Any]] = []
@@ -218,6 +252,13 @@ def _mutate(
                 continue
             new_mounts.append({"name": inj.volume, "mountPath": inj.path, "readOnly": True})
         ops += _append(container, f"/spec/{field}/{index}/volumeMounts", "volumeMounts", new_mounts)
+    if directs and direct is not None and not has_agent:
+        # First of the init containers, so even those start only once the files exist.
+        container = agent.sidecar(direct, directs)
+        if isinstance(spec.get("initContainers"), list):
+            ops.append({"op": "add", "path": "/spec/initContainers/0", "value": container})
+        else:
+            ops.append({"op": "add", "path": "/spec/initContainers", "value": [container]})
     return Verdict(allowed=True, warnings=tuple(warnings), patch=tuple(ops))
 
 

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from tmpfs_secrets import metrics
 from tmpfs_secrets.webhook import objects, pods
+from tmpfs_secrets.webhook.agent import AgentConfig
 from tmpfs_secrets.webhook.review import Request, Verdict, response
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class Admission:
     ready: Callable[[], bool]
     # The operator's own settings, so admission refuses exactly what the operator would.
     rules: objects.Rules = field(default_factory=lambda: objects.Rules())
+    # How injected Direct delivery agents reach the operator; None when it serves none.
+    direct: Callable[[], AgentConfig | None] = lambda: None
 
 
 class WebhookServer:
@@ -161,7 +164,7 @@ class WebhookServer:
                 "the tmpfs-secrets operator has just started and has not read the ExternalSecrets yet; "
                 "retry in a few seconds (controllers retry on their own)"
             )
-        return pods.mutate(request.object, request.namespace, self.admission.lookup)
+        return pods.mutate(request.object, request.namespace, self.admission.lookup, self.admission.direct())
 
     def _object_verdict(self, request: Request) -> Verdict:
         if request.operation not in ("CREATE", "UPDATE"):
