@@ -7,33 +7,17 @@ from __future__ import annotations
 import base64
 import collections
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import boto3
-import pytest
 
 from tests.cluster.aws import MotoServer
 from tests.cluster.control_plane import ControlPlane
-from tests.cluster.operator import Operator, operator_env
+from tests.cluster.operator import Operator
 from tests.integration.conftest import Kube, apply_examples, wait_until
 
 N = 12
 FETCHES = ("BatchGetSecretValue", "GetSecretValue")
-
-
-@pytest.fixture
-def counted(
-    control_plane: ControlPlane, aws: MotoServer, crds: Path, namespace: str, tmp_path: Path
-) -> Iterator[Operator]:
-    """The operator under its own name, so the audit log tells its requests apart."""
-    env = operator_env(control_plane, aws)
-    env["KUBECONFIG"] = str(control_plane.operator_kubeconfig())
-    op = Operator(env=env, log=tmp_path / "operator.log", args=["--namespace", namespace]).start()
-    try:
-        yield op
-    finally:
-        op.stop()
 
 
 def requests(plane: ControlPlane, since: int) -> collections.Counter[str]:
