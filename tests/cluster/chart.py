@@ -14,7 +14,9 @@ emulated STS, so the operator's pod holds no AWS keys.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import random
 import subprocess
 import tempfile
 import time
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 import yaml
 
 from tests.cluster import binaries
+from tests.cluster.bubble import SERVICE_CIDR
 from tests.cluster.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +80,17 @@ def local_values(image: str, aws_endpoint: str, region: str = "us-east-1") -> di
         "extraEnv": [{"name": "AWS_ENDPOINT_URL", "value": aws_endpoint}],
     }
     return values
+
+
+def direct_values(cluster: KubeCluster, port: int = 8443) -> dict[str, Any]:
+    """Direct delivery on a node without cluster DNS: the Direct Service gets a fixed, free
+    ClusterIP, which the chart's certificate names and the injected agents dial."""
+    listed = json.loads(cluster.kubectl("get", "services", "-A", "-o", "json").stdout)["items"]
+    used = {s["spec"].get("clusterIP") for s in listed}
+    # The range's first addresses are the band Kubernetes keeps for static ClusterIPs (KEP-3070).
+    band = list(ipaddress.ip_network(SERVICE_CIDR).hosts())[16:250]
+    address = str(random.choice([a for a in band if str(a) not in used]))
+    return {"direct": {"url": f"https://{address}:{port}", "port": port, "service": {"clusterIP": address}}}
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -185,6 +185,40 @@ def test_chart_webhooks_select_only_opted_in_pods_with_a_matching_certificate() 
     )
 
 
+def test_chart_sends_agents_to_the_leader_only() -> None:
+    docs = render("ops", "tmpfs-secrets", "networkPolicy.enabled=true")
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    direct = services["ops-tmpfs-secrets-direct"]
+    assert direct["spec"]["selector"]["tmpfs-secrets.io/leader"] == "true"
+    assert direct["spec"]["ports"] == [
+        {"name": "agents", "port": 8443, "targetPort": "agents", "protocol": "TCP"}
+    ]
+    webhook_ports = services["ops-tmpfs-secrets-webhook"]["spec"]["ports"]
+    assert [p["targetPort"] for p in webhook_ports] == ["webhook"]
+    kinds = by_kind(docs)
+    args = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--direct-url=https://ops-tmpfs-secrets-direct.tmpfs-secrets.svc:8443" in args
+    # The leader may label its own pod, in the release's namespace only.
+    (leader_role,) = [d for d in docs if d["kind"] == "Role"]
+    assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]} in leader_role["rules"]
+    ingress_ports = [p["port"] for p in kinds["NetworkPolicy"]["spec"]["ingress"][0]["ports"]]
+    assert "agents" in ingress_ports
+
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(base64.b64decode(kinds["Secret"]["data"]["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert "ops-tmpfs-secrets-direct.tmpfs-secrets.svc" in names
+
+    # One replica without an election: the Service selects the operator's pod as it is.
+    single = render("ops", "tmpfs-secrets", "leaderElection.enabled=false")
+    (direct,) = [d for d in single if d["kind"] == "Service" and d["metadata"]["name"].endswith("-direct")]
+    assert "tmpfs-secrets.io/leader" not in direct["spec"]["selector"]
+    assert not [d for d in single if d["kind"] == "Role"]
+
+
 def _signature_args(cert: Any) -> tuple[Any, ...]:
     from cryptography.hazmat.primitives.asymmetric import padding
 

@@ -56,6 +56,13 @@ def test_synced_before_needs_the_same_generation_and_a_hash() -> None:
     assert not parse_external_secret({**es(BASE), "status": old}).synced_before
 
 
+def test_a_direct_object_is_never_synced_before_a_restart() -> None:
+    # Its values lived in the previous run's memory only: the new run must fetch them at once.
+    status = {"contentHash": "sha256:x", "conditions": [{"type": "Ready", "observedGeneration": 3}]}
+    direct = {**BASE, "target": {"delivery": "Direct"}}
+    assert not parse_external_secret({**es(direct), "status": status}).synced_before
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [

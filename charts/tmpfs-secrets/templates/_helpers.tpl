@@ -140,4 +140,11 @@ RBAC rules for leader election: a Role in the release's namespace.
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   verbs: [create]
+{{- if .Values.direct.enabled }}
+# Direct delivery: the leader labels its own pod (tmpfs-secrets.io/leader), which the Direct
+# Service selects, and clears the label when it stops leading.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [patch]
+{{- end }}
 {{- end }}

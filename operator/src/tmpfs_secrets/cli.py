@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--direct-url",
         metavar="URL",
         default=None,
-        help="the address injected agents dial, e.g. https://tmpfs-secrets-webhook.tmpfs-secrets.svc:8443 "
+        help="the address injected agents dial, e.g. https://tmpfs-secrets-direct.tmpfs-secrets.svc:8443 "
         "(a Service in front of --direct-address; its certificate is --webhook-cert-dir's, its CA "
         "that folder's ca.crt)",
     )

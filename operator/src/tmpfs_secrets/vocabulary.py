@@ -39,6 +39,8 @@ MERGE_ANNOTATION = f"{GROUP}/allow-merge"
 # On every Secret the operator writes (Merge targets too): the watch of target Secrets selects it.
 TARGET_LABEL = f"{GROUP}/target"
 TARGET_LABEL_VALUE = "true"
+# On the operator pod that leads: the chart's Direct Service sends agents to that pod only.
+LEADER_POD_LABEL = f"{GROUP}/leader"
 COMPONENT = "tmpfs-secrets"
 
 # Where opted-in pods see an ExternalSecret's keys unless `spec.mount` says otherwise.

@@ -113,7 +113,7 @@ class ExternalSecretSpec:
     data_from: tuple[Extract | Find, ...]
     target: Target
     refresh_request: str | None  # value of the refresh-requested annotation
-    synced_before: bool  # status shows a sync of this generation (an operator restart, not a new object)
+    synced_before: bool  # a Secret target synced at this generation (an operator restart, not a new object)
     refresh_policy: str = "Periodic"  # CreatedOnce and OnChange fetch once (refresh_interval is 0)
 
 
@@ -173,7 +173,10 @@ def parse_external_secret(
         data_from=data_from,
         target=target,
         refresh_request=str(request) if request is not None else None,
-        synced_before=_synced_before(body, generation),
+        # Direct values live only in the operator's memory: after a restart nothing holds them,
+        # and pods that start meanwhile wait on them, so a Direct object is fetched as if new
+        # (one call per source, shared by every pod), never left for its slot in the schedule.
+        synced_before=target.delivery == "Secret" and _synced_before(body, generation),
         refresh_policy=policy,
     )
 

@@ -7,6 +7,9 @@ stores first; ExternalSecrets already synced join the spread schedule as after a
 takeover costs no burst of AWS calls and rewrites no Secret whose content did not change. A
 leader that loses the Lease stops the operator (the container restarts as a follower), the way
 client-go's leader election ends a controller.
+
+Direct delivery's endpoint serves only on the leader (followers hold no values): it starts on
+takeover, and the leader labels its own pod so that the chart's Direct Service selects it alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import kopf
 from tmpfs_secrets.config import Settings
 from tmpfs_secrets.handlers.objects import upsert_external_secret, upsert_store
 from tmpfs_secrets.handlers.state import Runtime
+from tmpfs_secrets.kube.leader_pod import LeaderPodLabel
 from tmpfs_secrets.kube.lease import LeaderElector, LeaseConfig
 from tmpfs_secrets.kube.rest import KubeApiError
 
@@ -50,11 +54,18 @@ def lease_config(settings: Settings) -> LeaseConfig:
 def elect(rt: Runtime, stop: asyncio.Event) -> asyncio.Task[None]:
     """Start following; the returned task leads once elected and sets `stop` if the Lease is lost."""
     rt.following.leading = False
-    rt.elector = LeaderElector(rt.kube.rest, lease_config(rt.settings), lambda: take_over(rt))
+    config = lease_config(rt.settings)
+    rt.elector = LeaderElector(rt.kube.rest, config, lambda: take_over(rt))
     elector = rt.elector
+    pod = os.environ.get("POD_NAME", "")
+    if pod:
+        rt.leader_pod = LeaderPodLabel(rt.kube.rest, os.environ.get("POD_NAMESPACE") or config.namespace, pod)
+    marker = rt.leader_pod
 
     async def lead() -> None:
         try:
+            if marker is not None:
+                await marker.mark(False)  # a container restarted after losing the Lease keeps it
             await elector.run()
         except asyncio.CancelledError:
             raise
@@ -82,3 +93,7 @@ async def take_over(rt: Runtime) -> None:
         await upsert_external_secret(rt, ref, body)
         ess += 1
     log.info("took over as leader: %d stores and %d ExternalSecrets handed to the engine", stores, ess)
+    if rt.direct is not None:
+        await rt.direct.start()
+    if rt.leader_pod is not None:
+        await rt.leader_pod.mark(True)

@@ -61,8 +61,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     register_gauges(rt)
     if rt.elector is None:
         await rt.engine.start()
-    if rt.direct is not None:
-        await rt.direct.start()
+        if rt.direct is not None:
+            await rt.direct.start()  # with an election, on takeover (handlers/leader.py)
     scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
     log.info("tmpfs-secrets operator started; watching %s", scope)
 
@@ -77,6 +77,8 @@ async def stop(memo: Any, **_: Any) -> None:
         if rt.direct is not None:
             await rt.direct.stop()
         await rt.engine.stop()
+        if rt.leader_pod is not None and rt.elector is not None and rt.elector.leading:
+            await rt.leader_pod.mark(False)
         if rt.elector is not None:
             # After the engine stopped: the next leader never overlaps with this one's writes.
             await rt.elector.release()

@@ -12,6 +12,7 @@ from typing import Any
 from tmpfs_secrets.config import Settings
 from tmpfs_secrets.direct.runtime import DirectSide
 from tmpfs_secrets.engine import Engine
+from tmpfs_secrets.kube.leader_pod import LeaderPodLabel
 from tmpfs_secrets.kube.lease import LeaderElector
 from tmpfs_secrets.kube.runtime import KubeSide
 from tmpfs_secrets.ports import ObjectRef
@@ -42,6 +43,7 @@ class Runtime:
     following: Following = field(default_factory=Following)
     elector: LeaderElector | None = None  # with --leader-elect
     election: asyncio.Task[None] | None = None
+    leader_pod: LeaderPodLabel | None = None  # with --leader-elect, in a pod (POD_NAME set)
     direct: DirectSide | None = None
 
 
