@@ -10,8 +10,10 @@ applies `examples/`, shows the Secrets, starts a Deployment whose pods opt in to
 label and an annotation (the webhook injects the volume) and print the password whenever its file
 changes, rotates the password in AWS, and shows the same Secret change in place and the same
 container print the new value. Then a second Deployment that reads `shop-config` only at start is
-restarted once by `rotation.restartWorkloads` when a parameter changes. Then it stops all it
-started. The values are fake, so the demo prints them; the
+restarted once by `rotation.restartWorkloads` when a parameter changes. Then a third Deployment
+gets the password with `target.delivery: Direct` (no Secret: an injected agent receives it from the
+operator's memory) and prints the next rotation, with the time from the operator's fetch to the
+file. Then it stops all it started. The values are fake, so the demo prints them; the
 operator itself never logs a value, and the last step checks that.
 
 Started outside a bubble it runs itself again inside one (`python -m tests.cluster.bubble`), which
@@ -42,7 +44,7 @@ from typing import Any, Protocol, TextIO
 from tests.cluster import binaries, bubble, debian_image, forward, operator_image
 from tests.cluster.aws import REGION, MotoServer
 from tests.cluster.certs import CertificateAuthority
-from tests.cluster.chart import Release, local_values, merge
+from tests.cluster.chart import Release, direct_values, local_values, merge
 from tests.cluster.cluster import NODE_NAME, Cluster
 from tests.cluster.operator import Operator, operator_env
 from tests.cluster.webhook import OperatorWebhook
@@ -63,17 +65,23 @@ CRD_NAMES = tuple(
 PLAIN = ("RDS_PORT", "RDS_USER", "RDS_DB")
 PARAMETERS = ("RDS_HOST", "RDS_PORT", "RDS_USER", "RDS_DB", "COGNITO_CLIENT_ID", "COGNITO_USER_POOL_ID")
 STEPS = 8  # without a node
-POD_STEPS = 11  # with the pods: the app's start, its view of the rotation, and a restart
+POD_STEPS = 12  # with the pods: the app's start, its view of the rotation, a restart, Direct
 POD = "shop-app"  # the Deployment; its pods are named by kube-controller-manager
 WORKER = "shop-worker"
 CONFIG_MOUNT = "/var/run/secrets/tmpfs-secrets.io/shop-config"
 # The worker reads its settings once, at start, as many programs do.
 WORKER_SCRIPT = f'echo "RDS_HOST=$(cat {CONFIG_MOUNT}/RDS_HOST)"; exec sleep 3600'
 MOUNT = "/var/run/secrets/tmpfs-secrets.io/shop-db"
+DIRECT = "shop-db-direct"  # the same password with target.delivery: Direct
+DIRECT_APP = "shop-app-direct"
+DIRECT_MOUNT = f"/var/run/secrets/tmpfs-secrets.io/{DIRECT}"
 SYNC_FREQUENCY = "10s"
-# The pod's program: its mount as its own /proc/mounts shows it, then the password whenever the
-# file changes (checked once a second), as an application re-reading its file at runtime would.
-POD_SCRIPT = f"""dir={MOUNT}
+
+
+def watch_script(mount: str, every: str) -> str:
+    """The pod's program: its mount as its own /proc/mounts shows it, then the password whenever
+    the file changes (checked every `every` seconds), as an app re-reading its file would."""
+    return f"""dir={mount}
 while read -r dev mnt type opts rest; do
   if [ "$mnt" = "$dir" ]; then echo "mount $mnt type $type (${{opts%%,*}})"; fi
 done < /proc/mounts
@@ -81,9 +89,12 @@ last=
 while true; do
   now=$(cat "$dir/RDS_PASSWORD")
   if [ "$now" != "$last" ]; then echo "RDS_PASSWORD=$now"; last=$now; fi
-  sleep 1
+  sleep {every}
 done
 """
+
+
+POD_SCRIPT = watch_script(MOUNT, "1")
 
 
 class KubeApi(Protocol):
@@ -228,6 +239,21 @@ class RestartView:
 
 
 @dataclass
+class DirectView:
+    """What the Direct step showed: one pod, its agent, and a rotation through the operator's memory."""
+
+    pod: str
+    printed_before: str
+    printed_after: str
+    rotated: str
+    fetch_to_file: float  # the operator's last AWS read before the agent wrote -> the agent's write
+    rotation_to_print: float
+    restart_count: int
+    secret_exists: bool
+    status: dict[str, Any]
+
+
+@dataclass
 class Outcome:
     """What the demo showed, for its test to check."""
 
@@ -240,6 +266,7 @@ class Outcome:
     leaked: list[str]
     pod: PodView | None = None
     restart: RestartView | None = None
+    direct: DirectView | None = None
 
 
 @dataclass
@@ -302,7 +329,7 @@ class Demo:
     hook: OperatorWebhook | None = None
     # With pods: the operator is installed with the chart; its image goes into this node.
     import_image: Any = None  # Callable[[Path], None]
-    pod_aws_endpoint: str = ""  # where pods reach the emulated AWS (default: aws.endpoint)
+    pod_aws: MotoServer | None = None  # where pods reach the emulated AWS (default: aws)
     release: Release | None = None
     pod_name: str = ""
     rotated_at: float = 0.0  # wall clock, comparable with the runtime's log timestamps
@@ -324,12 +351,15 @@ class Demo:
         rotated, after, event, seconds = self.rotate(steps, before)
         pod = self.follow_pod(steps, rotated, *started) if started else None
         restart = self.restart_workloads(steps, values) if self.image else None
+        direct = self.direct_delivery(steps, rotated) if self.image else None
         searchable = {k: v for k, v in values.items() if k not in PLAIN}
         rotated_values = {"RDS_PASSWORD (rotated)": rotated}
         if restart is not None:
             rotated_values["RDS_HOST (rotated)"] = restart.printed_after.partition("=")[2]
+        if direct is not None:
+            rotated_values["RDS_PASSWORD (rotated again, Direct)"] = direct.rotated
         leaked = self.check_log(steps, {**searchable, **rotated_values})
-        return Outcome(values, rotated, before, after, event, seconds, leaked, pod, restart)
+        return Outcome(values, rotated, before, after, event, seconds, leaked, pod, restart, direct)
 
     def stop(self) -> None:
         if self.release is not None:
@@ -388,7 +418,9 @@ class Demo:
         if existing.returncode != 0:
             self.cluster.kubectl("create", "namespace", self.namespace)
         values = merge(
-            local_values(built.image, self.pod_aws_endpoint or self.aws.endpoint),
+            merge(
+                local_values(built.image, (self.pod_aws or self.aws).endpoint), direct_values(self.cluster)
+            ),
             {
                 "operator": {
                     "watchNamespaces": [self.namespace],
@@ -649,6 +681,94 @@ class Demo:
             first, str(second), printed_before, printed_after, generation_before, generation_after, events
         )
 
+    def direct_delivery(self, steps: Steps, password: str) -> DirectView:
+        assert self.image is not None
+        steps.begin(
+            f"target.delivery: Direct: deployment/{DIRECT_APP} gets the password with no Secret at all"
+        )
+        steps.say(self._apply(with_interval(EXAMPLES / f"externalsecret-{DIRECT}.yaml", self.interval)))
+        self._apply(
+            json.dumps(deployment_manifest(DIRECT_APP, self.image, DIRECT, watch_script(DIRECT_MOUNT, "0.1")))
+        )
+        name = self._ready_pod(DIRECT_APP)
+        pod = self._get("pod", name)
+        agent = pod["spec"]["initContainers"][0]
+        volume = next(v for v in pod["spec"]["volumes"] if "emptyDir" in v)
+        steps.say(
+            f"pod/{name}: the webhook added {agent['name']} (an init container with restartPolicy "
+            f"{agent['restartPolicy']}: a native sidecar, the app starts once its files exist)"
+        )
+        steps.say(f"  volume {json.dumps(volume)}, read-only in the app at {DIRECT_MOUNT}")
+        before = f"RDS_PASSWORD={password}"
+        self._wait(f"{name} to print the password", lambda: before in self._texts(name), 60)
+
+        new = f"demo-db-password-direct-{secrets.token_hex(3)}"
+        timeline = self.pod_aws or self.aws
+        offset = time.time() - time.monotonic()  # the moto timeline's clock -> wall clock
+        rotated_at = time.time()
+        self.aws.client("secretsmanager").put_secret_value(
+            SecretId="prod/shop/db", SecretString=json.dumps({"password": new})
+        )
+        steps.say(f"AWS: prod/shop/db password -> {new}")
+        after = f"RDS_PASSWORD={new}"
+        printed = self._wait(
+            f"{name} to print the new password",
+            lambda: next((line for line in self._lines(name) if line.text == after), None),
+            2 * parse_duration(self.interval) + 60,
+        )
+        written = self._wait(
+            "the agent's write",
+            lambda: [
+                line for line in self._lines(name, "tmpfs-secrets-agent") if f"of {DIRECT} " in line.text
+            ],
+            30,
+        )[-1]
+        wrote_at = written.at.timestamp()
+        reads = [
+            t + offset for t, op in timeline.timed_calls() if op in ("GetSecretValue", "BatchGetSecretValue")
+        ]
+        fetched_at = max(t for t in reads if t <= wrote_at)
+        status = self._wait(
+            "the status to count the pod",
+            lambda: (
+                (
+                    found := self._get("externalsecrets.tmpfs-secrets.io", DIRECT)
+                    .get("status", {})
+                    .get("direct")
+                )
+                == {"podsCurrent": 1, "podsStale": 0}
+                and found
+            ),
+            60,
+        )
+        restarts = int(self._get("pod", name)["status"]["containerStatuses"][0]["restartCount"])
+        exists = (
+            self.cluster.kubectl("get", "secret", DIRECT, "-n", self.namespace, check=False).returncode == 0
+        )
+        steps.say(f"$ kubectl logs {name} -c tmpfs-secrets-agent --timestamps (the agent's own clock)")
+        steps.say(f"  {written.text}")
+        steps.say(
+            f"AWS rotation -> operator's fetch {fetched_at - rotated_at:.1f}s "
+            f"(refreshInterval {self.interval}), fetch -> file {wrote_at - fetched_at:.3f}s, "
+            f"-> printed by the app {printed.at.timestamp() - rotated_at:.1f}s; restartCount {restarts}"
+        )
+        steps.say(
+            f"status.direct {json.dumps(status)}; secret/{DIRECT}: "
+            + ("EXISTS" if exists else "none (the value is in no Secret, nowhere in etcd)")
+        )
+        steps.done("rotated in the pod straight from the operator's memory")
+        return DirectView(
+            name,
+            before,
+            after,
+            new,
+            wrote_at - fetched_at,
+            printed.at.timestamp() - rotated_at,
+            restarts,
+            exists,
+            status,
+        )
+
     def check_log(self, steps: Steps, values: Mapping[str, str]) -> list[str]:
         steps.begin("Checking that no value reached the operator's log or the Events")
         if self.release is not None:
@@ -726,10 +846,21 @@ class Demo:
         ]
 
     def _logs(self) -> list[LogLine]:
-        found = self.cluster.kubectl("logs", self.pod_name, "-n", self.namespace, "--timestamps", check=False)
+        return self._lines(self.pod_name)
+
+    def _lines(self, pod: str, container: str = "") -> list[LogLine]:
+        which = ["-c", container] if container else []
+        found = self.cluster.kubectl("logs", pod, *which, "-n", self.namespace, "--timestamps", check=False)
         if found.returncode != 0:
             return []
         return [LogLine.parse(line) for line in str(found.stdout).splitlines() if line.strip()]
+
+    def _texts(self, pod: str) -> list[str]:
+        return [line.text for line in self._lines(pod)]
+
+    def _get(self, kind: str, name: str) -> dict[str, Any]:
+        found = self.cluster.kubectl("get", kind, name, "-n", self.namespace, "-o", "json")
+        return dict(json.loads(found.stdout))
 
     def _event(self, involved: str, reason: str) -> str | None:
         found = self._events(involved, reason)
@@ -798,6 +929,9 @@ def _keep(out: TextIO, cluster: Cluster, aws: MotoServer, demo: Demo) -> None:
     out.write(f"  kubectl get tss,tes,secrets -n {demo.namespace}\n")
     if demo.image:
         out.write(f"  kubectl logs -f --timestamps -n {demo.namespace} deployment/{POD}\n")
+        out.write(
+            f"  kubectl logs -f --timestamps -n {demo.namespace} deployment/{DIRECT_APP} --all-containers\n"
+        )
         out.write(f"  IMAGE={demo.image}   # a local image pods can run (imagePullPolicy: Never)\n")
     extra = bubble.extra_forwards()
     env = aws.env()

@@ -36,7 +36,7 @@ def test_demo_shows_a_rotation_in_place(
         demo.image, demo.sync_frequency = whole.image, whole.node.sync_frequency
         # The chart's operator pod reaches moto on the node's address (same state as `aws`).
         pod_aws = MotoServer(host=bubble.NODE_IP).start()
-        demo.import_image, demo.pod_aws_endpoint = whole.node.import_images, pod_aws.endpoint
+        demo.import_image, demo.pod_aws = whole.node.import_images, pod_aws
     steps = Steps(out, total=demo.total)
     steps.number = 1  # step 1, starting the cluster, is the session's cluster here
     demo.steps = steps
@@ -93,3 +93,14 @@ def test_demo_shows_a_rotation_in_place(
     assert restart.generation_after == restart.generation_before + 1
     assert len(restart.events) == 1 and "Deployment/shop-worker" in restart.events[0]
     assert "Deployment/shop-app" not in restart.events[0]
+
+    # Direct delivery: the pod printed the value rotated again, from no Secret, without a restart.
+    direct = outcome.direct
+    assert direct is not None
+    assert direct.printed_before == f"RDS_PASSWORD={outcome.rotated_password}"
+    assert direct.printed_after == f"RDS_PASSWORD={direct.rotated}" != direct.printed_before
+    assert direct.restart_count == 0
+    assert not direct.secret_exists
+    assert direct.status == {"podsCurrent": 1, "podsStale": 0}
+    assert direct.fetch_to_file >= 0
+    assert direct.rotated not in log
