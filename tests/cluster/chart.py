@@ -166,9 +166,10 @@ class Release:
 
     # --- the operator's pods ---------------------------------------------------------------------
 
-    def pod_objects(self) -> list[dict[str, Any]]:
+    def pod_objects(self, terminating: bool = False) -> list[dict[str, Any]]:
         out = self.kubectl("get", "pods", "-l", f"app.kubernetes.io/instance={self.name}", "-o", "json")
-        return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+        items = json.loads(out)["items"]
+        return [p for p in items if terminating or not p["metadata"].get("deletionTimestamp")]
 
     def pods(self) -> list[str]:
         return [p["metadata"]["name"] for p in self.pod_objects()]
@@ -202,7 +203,11 @@ class Release:
     def scale(self, replicas: int) -> None:
         self.kubectl("scale", "deployment", self.deployment(), f"--replicas={replicas}")
         if replicas == 0:
-            wait_until(f"no operator pod of {self.name}", lambda: not self.pod_objects() or None, 120)
+            # Gone, not only terminating: a terminating pod still serves (kube-proxy sends a
+            # Service's traffic to terminating endpoints when no other is left).
+            wait_until(
+                f"no operator pod of {self.name}", lambda: not self.pod_objects(terminating=True) or None, 120
+            )
         else:
             self.wait_ready(replicas)
 

@@ -47,7 +47,7 @@ from tests.cluster.certs import CertificateAuthority
 from tests.cluster.chart import Release, direct_values, local_values, merge
 from tests.cluster.cluster import NODE_NAME, Cluster
 from tests.cluster.operator import Operator, operator_env
-from tests.cluster.webhook import OperatorWebhook
+from tests.cluster.webhook import OperatorWebhook, wait_injecting
 from tmpfs_secrets.api.duration import parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -451,7 +451,7 @@ class Demo:
     def start_operator(self, steps: Steps) -> None:
         if self.release is not None:
             steps.begin("Waiting for the operator's webhooks behind the chart's Service")
-            self._wait_injecting()
+            wait_injecting(self.cluster, self.namespace)
             steps.say(
                 'MutatingWebhookConfiguration: pods labelled tmpfs-secrets.io/inject: "true", '
                 "failurePolicy Fail;"
@@ -865,36 +865,6 @@ class Demo:
     def _event(self, involved: str, reason: str) -> str | None:
         found = self._events(involved, reason)
         return found[0] if found else None
-
-    def _wait_injecting(self, timeout: float = 60.0) -> None:
-        """Until a server-side dry run of an opted-in pod comes back with the injected volume."""
-        canary = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "webhook-canary",
-                "labels": {"tmpfs-secrets.io/inject": "true"},
-                "annotations": {"tmpfs-secrets.io/secrets": "webhook-canary"},
-            },
-            "spec": {"containers": [{"name": "c", "image": "none"}]},
-        }
-
-        def injected() -> bool:
-            out = self.cluster.kubectl(
-                "-n",
-                self.namespace,
-                "create",
-                "--dry-run=server",
-                "-o",
-                "json",
-                "-f",
-                "-",
-                input=json.dumps(canary),
-                check=False,
-            )
-            return bool(out.returncode == 0 and "tmpfs-secrets-webhook-canary" in out.stdout)
-
-        self._wait("the webhook injecting opted-in pods", injected, timeout)
 
     def _wait(self, what: str, check: Any, timeout: float) -> Any:
         deadline = time.monotonic() + timeout

@@ -185,34 +185,48 @@ class OperatorWebhook:
             self.api.kubectl("delete", "-n", NAMESPACE, kind, name, "--ignore-not-found", check=False)
 
     def wait_effective(self, namespace: str, timeout: float = 60.0) -> None:
-        """Until a server-side dry run of an opted-in pod in `namespace` comes back injected."""
-        canary = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "webhook-canary",
-                "labels": {"tmpfs-secrets.io/inject": "true"},
-                "annotations": {"tmpfs-secrets.io/secrets": "webhook-canary"},
-            },
-            "spec": {"containers": [{"name": "c", "image": "none"}]},
-        }
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            out = self.api.kubectl(
-                "-n",
-                namespace,
-                "create",
-                "--dry-run=server",
-                "-o",
-                "json",
-                "-f",
-                "-",
-                input=json.dumps(canary),
-                check=False,
-            )
-            if out.returncode == 0 and "tmpfs-secrets-webhook-canary" in out.stdout:
-                return
-            last = out.stderr or out.stdout
-            time.sleep(0.5)
-        raise TimeoutError(f"the webhook did not take effect within {timeout:.0f}s: {last[-500:]}")
+        wait_injecting(self.api, namespace, timeout)
+
+
+class Kubectl(Protocol):
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> Any: ...
+
+
+def wait_injecting(api: Kubectl, namespace: str, timeout: float = 60.0) -> None:
+    """Until a server-side dry run of an opted-in pod in `namespace` comes back injected (whoever
+    serves the webhook: the operator as a process or installed by its chart)."""
+    canary = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "webhook-canary",
+            "labels": {"tmpfs-secrets.io/inject": "true"},
+            "annotations": {"tmpfs-secrets.io/secrets": "webhook-canary"},
+        },
+        # Admissible under the `restricted` profile too, so the dry run reaches the webhook.
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "none",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        out = api.kubectl(
+            "-n", namespace, "create", "--dry-run=server", "-o", "json", "-f", "-",
+            input=json.dumps(canary), check=False,
+        )  # fmt: skip
+        if out.returncode == 0 and "tmpfs-secrets-webhook-canary" in out.stdout:
+            return
+        last = out.stderr or out.stdout
+        time.sleep(0.5)
+    raise TimeoutError(f"the webhook did not take effect within {timeout:.0f}s: {last[-500:]}")

@@ -1,7 +1,9 @@
 """Fixtures for the tests on pods that run: the bubble cluster and small helpers over kubectl.
 
 Every test here is marked `node`; they need the whole cluster, so they run inside the bubble
-(`make test`, or `python -m tests.cluster.bubble -- python -m pytest tests/node`).
+(`make test`, or `python -m tests.cluster.bubble -- python -m pytest tests/node`). The operator
+they need runs as admins run it: installed from the chart with the image `make image` built
+(`charted`, `injecting`, `operator`); tests/integration runs it as a process instead.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +20,13 @@ from typing import Any
 
 import pytest
 
+from tests.cluster import debian_image, operator_image
 from tests.cluster.aws import MotoServer
+from tests.cluster.bubble import NODE_IP
+from tests.cluster.chart import CRD_NAMES, Release, local_values, merge
 from tests.cluster.cluster import Cluster
-from tests.cluster.operator import Operator, operator_env
 from tests.cluster.polling import wait_until
-from tests.cluster.webhook import OperatorWebhook
+from tests.cluster.webhook import wait_injecting
 
 HERE = Path(__file__).parent
 
@@ -111,52 +116,88 @@ spec:
 
 
 @dataclass
-class Injecting:
-    """The operator with its webhooks enabled and routed through a Service, for one test."""
+class Charted:
+    """The operator installed from its chart (one replica, every namespace), as admins run it.
 
-    operator: Operator
-    hook: OperatorWebhook
+    One release serves a test module; stopping it goes through Kubernetes (scale to 0), and the
+    next test that asks for it gets it back. Its health and metrics port is read on the pod's
+    address, as Prometheus and kubelet read it.
+    """
+
+    release: Release
+    port: int = 8080
+
+    def _get(self, path: str) -> list[tuple[int, str]]:
+        out = []
+        for pod in self.release.pod_objects():
+            url = f"http://{pod['status']['podIP']}:{self.port}{path}"
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    out.append((int(answer.status), answer.read().decode()))
+            except urllib.error.HTTPError as e:
+                out.append((int(e.code), e.read().decode()))
+        return out
 
     def requests(self, route: str = "/mutate-pods") -> int:
         """How many admission requests the operator's webhook has received on `route`."""
-        with urllib.request.urlopen(f"{self.hook.health_url}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
-        for line in text.splitlines():
-            if line.startswith(f'tmpfs_secrets_webhook_requests_total{{route="{route}"}}'):
-                return int(line.split()[-1])
-        return 0
+        total = 0
+        for _, text in self._get("/metrics"):
+            for line in text.splitlines():
+                if line.startswith(f'tmpfs_secrets_webhook_requests_total{{route="{route}"}}'):
+                    total += int(float(line.split()[-1]))
+        return total
 
     def probe(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"{self.hook.health_url}{path}", timeout=10) as answer:
-                return int(answer.status), answer.read().decode()
-        except urllib.error.HTTPError as e:
-            return int(e.code), e.read().decode()
+        (answer,) = self._get(path)
+        return answer
+
+    def stop(self) -> None:
+        self.release.scale(0)
+
+    def running(self, namespace: str) -> Charted:
+        """Back up if a test stopped it, and its webhook injecting pods of `namespace`."""
+        if len(self.release.ready_pods()) != 1:
+            self.release.scale(1)
+        wait_injecting(self.release.cluster, namespace)
+        return self
+
+    def log_text(self) -> str:
+        return self.release.logs()
+
+
+@pytest.fixture(scope="module")
+def charted(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterator[Charted]:
+    assert cluster.node is not None, "the cluster has no node"
+    built = debian_image.require(operator_image.recipe())
+    cluster.node.import_images(built.archive)
+    pod_aws = MotoServer(host=NODE_IP).start()  # the node's address: the operator's pod reaches it
+    system = f"tmpfs-secrets-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", system)
+    cluster.kubectl("label", "namespace", system, "pod-security.kubernetes.io/enforce=restricted")
+    values = merge(
+        local_values(built.image, pod_aws.endpoint),
+        # The tests' SecretStores read AWS with the operator's identity (one tenant per test).
+        {"operator": {"allowOperatorIdentityForSecretStores": True, "minRefreshInterval": 1}},
+    )
+    release = Release(cluster, "tsn", system, values)
+    try:
+        release.adopt_crds(CRD_NAMES)
+        release.install()
+        yield Charted(release)
+    finally:
+        print("\n--- operator log:\n" + "\n".join(release.logs().splitlines()[-60:]))
+        release.helm("uninstall", release.name, "-n", system, "--ignore-not-found")
+        cluster.kubectl("delete", "namespace", system, "--wait=false", check=False)
+        pod_aws.stop()
 
 
 @pytest.fixture
-def injecting(
-    cluster: Cluster,
-    aws: MotoServer,
-    crds: Path,
-    namespace: str,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> Iterator[Injecting]:
-    """The operator watching this test's namespace, serving its webhooks; configurations removed after."""
-    hook = OperatorWebhook.create(cluster.control_plane, tmp_path)
-    op = Operator(
-        env=operator_env(cluster.control_plane, aws),
-        log=tmp_path / "operator.log",
-        args=[*hook.operator_args(), "--namespace", namespace],
-    )
-    op.start()
-    try:
-        hook.install()
-        hook.wait_effective(namespace)
-        yield Injecting(op, hook)
-    finally:
-        hook.uninstall()
-        op.stop()
-        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-            print(f"\n--- operator log ({op.log}):\n" + "\n".join(op.log_text().splitlines()[-60:]))
+def injecting(charted: Charted, aws: MotoServer, namespace: str) -> Charted:
+    """The chart's operator, running and injecting pods of this test's namespace."""
+    return charted.running(namespace)
+
+
+@pytest.fixture
+def operator(charted: Charted, aws: MotoServer, namespace: str) -> Charted:
+    """On pods that run, the operator is the chart's (tests/conftest.py runs it as a process)."""
+    return charted.running(namespace)

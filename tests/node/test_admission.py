@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.node.conftest import Injecting, Pods, pod_manifest
+from tests.node.conftest import Charted, Pods, pod_manifest
 from tests.node.test_injection import opted_in_pod
 
 SHOP_DB_PATH = "/var/run/secrets/tmpfs-secrets.io/shop-db"
@@ -22,7 +22,7 @@ def dry_run(pods: Pods, manifest: str) -> tuple[int, str, str]:
     return out.returncode, out.stdout, out.stderr
 
 
-def test_malformed_annotations_are_refused_with_what_to_write(pods: Pods, injecting: Injecting) -> None:
+def test_malformed_annotations_are_refused_with_what_to_write(pods: Pods, injecting: Charted) -> None:
     for annotation, message in BAD_PODS:
         code, _, err = dry_run(pods, opted_in_pod("bad", pods.image, annotation))
         assert code != 0 and message in err, err
@@ -50,7 +50,7 @@ def test_malformed_annotations_are_refused_with_what_to_write(pods: Pods, inject
     assert code != 0 and f"already mounts volume scratch at {SHOP_DB_PATH}" in err, err
 
 
-def test_admitting_an_injected_pod_again_changes_nothing(pods: Pods, injecting: Injecting) -> None:
+def test_admitting_an_injected_pod_again_changes_nothing(pods: Pods, injecting: Charted) -> None:
     code, out, err = dry_run(pods, opted_in_pod("twice", pods.image, "shop-db,shop-api"))
     assert code == 0, err
     once = json.loads(out)
@@ -98,7 +98,7 @@ BAD_EXTERNAL_SECRETS = [
 ]
 
 
-def test_invalid_external_secrets_are_refused_with_their_message(pods: Pods, injecting: Injecting) -> None:
+def test_invalid_external_secrets_are_refused_with_their_message(pods: Pods, injecting: Charted) -> None:
     before = injecting.requests("/validate")
     for spec, message in BAD_EXTERNAL_SECRETS:
         out = pods.kubectl("apply", "-f", "-", input=es(spec), check=False)
@@ -109,6 +109,6 @@ def test_invalid_external_secrets_are_refused_with_their_message(pods: Pods, inj
     assert pods.kubectl("get", "externalsecrets.tmpfs-secrets.io", "invalid", check=False).returncode != 0
 
 
-def test_direct_delivery_is_admitted(pods: Pods, injecting: Injecting) -> None:
+def test_direct_delivery_is_admitted(pods: Pods, injecting: Charted) -> None:
     out = pods.kubectl("apply", "-f", "-", input=es(ONE_KEY + "  target: {delivery: Direct}\n"))
     assert "Warning" not in out.stderr

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.cluster.aws import MotoServer
 from tests.cluster.webhook import INJECT
-from tests.node.conftest import Injecting, Pods, pod_manifest, wait_until
+from tests.node.conftest import Charted, Pods, pod_manifest, wait_until
 
 REMOTE_KEY = "prod/app/db"
 MOUNT = "/secrets/db"
@@ -80,7 +80,7 @@ def seed(aws: MotoServer, pods: Pods, value: str) -> Any:
 
 
 def test_a_deployments_pods_get_the_volume_tmpfs_with_its_mode_and_rotation_in_place(
-    pods: Pods, aws: MotoServer, injecting: Injecting
+    pods: Pods, aws: MotoServer, injecting: Charted
 ) -> None:
     first = f"pw-{uuid.uuid4().hex}"
     sm = seed(aws, pods, first)
@@ -126,7 +126,7 @@ def opted_in_pod(name: str, image: str, secrets: str) -> str:
 
 
 def test_unlabelled_pods_never_reach_the_webhook_and_start_while_the_operator_is_down(
-    pods: Pods, injecting: Injecting
+    pods: Pods, injecting: Charted
 ) -> None:
     before = injecting.requests()
     # The annotation alone does not opt in: only the label does.
@@ -147,7 +147,7 @@ def test_unlabelled_pods_never_reach_the_webhook_and_start_while_the_operator_is
     assert injecting.requests() == before + 1
     assert pods.get("pod", "waiting")["spec"]["volumes"][-1]["secret"]["secretName"] == "later"
 
-    injecting.operator.stop()
+    injecting.stop()
     refused = _create(pods, opted_in_pod("refused", pods.image, "later"))
     assert refused.returncode != 0
     assert f'failed calling webhook "{INJECT}"' in refused.stderr, refused.stderr
@@ -160,6 +160,6 @@ def test_unlabelled_pods_never_reach_the_webhook_and_start_while_the_operator_is
     assert pods.get("pod", "waiting")["status"].get("phase") == "Pending"
 
 
-def test_probes_report_ready_and_alive(injecting: Injecting) -> None:
+def test_probes_report_ready_and_alive(injecting: Charted) -> None:
     assert injecting.probe("/healthz") == (200, "ok\n")
     assert injecting.probe("/readyz") == (200, "ok\n")

@@ -23,8 +23,7 @@ from tests.cluster import debian_image
 from tests.cluster.app_images import NODE_READER, PYTHON_READER
 from tests.cluster.aws import MotoServer
 from tests.cluster.cluster import Cluster
-from tests.cluster.operator import Operator
-from tests.node.conftest import Pods, wait_until
+from tests.node.conftest import Charted, Pods, wait_until
 
 NAME = "app-db"
 KEY = "RDS_PASSWORD"
@@ -178,7 +177,7 @@ def _container_id(pods: Pods, pod: str) -> str:
 def test_the_reader_in_a_running_pod_prints_the_rotated_value_without_a_restart(
     restricted: Pods,
     aws: MotoServer,
-    operator: Operator,
+    operator: Charted,
     reader_images: dict[str, str],
     lang: str,
     program: list[str],

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from tests.cluster.aws import MotoServer
-from tests.node.conftest import Injecting, Pods, wait_until
+from tests.node.conftest import Charted, Pods, wait_until
 from tests.node.test_injection import REMOTE_KEY, deployment, external_secret, running_pod, seed
 
 MOUNT = "/var/run/secrets/tmpfs-secrets.io/rw"
@@ -67,7 +67,7 @@ def fetches(aws: MotoServer) -> int:
 
 
 def test_restart_workloads_restarts_exactly_the_users_once_with_the_new_value(
-    pods: Pods, aws: MotoServer, injecting: Injecting
+    pods: Pods, aws: MotoServer, injecting: Charted
 ) -> None:
     first = f"pw-{uuid.uuid4().hex}"
     sm = seed(aws, pods, first)

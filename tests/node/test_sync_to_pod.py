@@ -15,8 +15,7 @@ import uuid
 
 from tests.cluster.aws import MotoServer
 from tests.cluster.cluster import Cluster
-from tests.cluster.operator import Operator
-from tests.node.conftest import Pods, pod_manifest, wait_until
+from tests.node.conftest import Charted, Pods, pod_manifest, wait_until
 
 NAME = "app-db"
 MOUNT = f"/var/run/secrets/tmpfs-secrets.io/{NAME}"
@@ -67,7 +66,7 @@ def _container_id(pods: Pods) -> str:
 
 
 def test_a_rotation_in_aws_reaches_the_file_in_a_running_pod_in_place(
-    pods: Pods, cluster: Cluster, aws: MotoServer, operator: Operator
+    pods: Pods, cluster: Cluster, aws: MotoServer, operator: Charted
 ) -> None:
     sm = aws.client("secretsmanager")
     first = f"pw-{uuid.uuid4().hex}"
