@@ -20,6 +20,8 @@ import random
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +215,19 @@ class Release:
 
     def delete_pod(self, pod: str) -> None:
         self.kubectl("delete", "pod", pod, "--wait=true")
+
+    def http_get(self, path: str, port: int = 8080) -> dict[str, tuple[int, str]]:
+        """GET `path` on each operator pod's address (the health and metrics port by default), as
+        kubelet's probes and Prometheus do: {pod: (status, body)}."""
+        out = {}
+        for pod in self.pod_objects():
+            url = f"http://{pod['status']['podIP']}:{port}{path}"
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    out[pod["metadata"]["name"]] = (int(answer.status), answer.read().decode())
+            except urllib.error.HTTPError as e:
+                out[pod["metadata"]["name"]] = (int(e.code), e.read().decode())
+        return out
 
     def logs(self) -> str:
         """The log of every operator pod there is now (previous containers included when they exist)."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,30 +123,13 @@ class Charted:
     """
 
     release: Release
-    port: int = 8080
-
-    def _get(self, path: str) -> list[tuple[int, str]]:
-        out = []
-        for pod in self.release.pod_objects():
-            url = f"http://{pod['status']['podIP']}:{self.port}{path}"
-            try:
-                with urllib.request.urlopen(url, timeout=10) as answer:
-                    out.append((int(answer.status), answer.read().decode()))
-            except urllib.error.HTTPError as e:
-                out.append((int(e.code), e.read().decode()))
-        return out
 
     def requests(self, route: str = "/mutate-pods") -> int:
         """How many admission requests the operator's webhook has received on `route`."""
-        total = 0
-        for _, text in self._get("/metrics"):
-            for line in text.splitlines():
-                if line.startswith(f'tmpfs_secrets_webhook_requests_total{{route="{route}"}}'):
-                    total += int(float(line.split()[-1]))
-        return total
+        return sum(webhook_requests(text, route) for _, text in self.release.http_get("/metrics").values())
 
     def probe(self, path: str) -> tuple[int, str]:
-        (answer,) = self._get(path)
+        (answer,) = self.release.http_get(path).values()
         return answer
 
     def stop(self) -> None:
@@ -163,6 +144,13 @@ class Charted:
 
     def log_text(self) -> str:
         return self.release.logs()
+
+
+def webhook_requests(metrics: str, route: str = "/mutate-pods") -> int:
+    for line in metrics.splitlines():
+        if line.startswith(f'tmpfs_secrets_webhook_requests_total{{route="{route}"}}'):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 @pytest.fixture(scope="module")

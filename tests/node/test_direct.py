@@ -10,7 +10,9 @@ certificate names and the agents dial (`direct.url`); on a real cluster it is th
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import ssl
 import textwrap
 import urllib.request
 import uuid
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster import debian_image, operator_image
 from tests.cluster.aws import MotoServer
@@ -268,6 +271,58 @@ def test_direct_values_reach_the_pods_and_nowhere_else(installed: Installed) -> 
     # Its 2 s refreshes would carry the other tests' sources along in the same batches.
     apps.kubectl("delete", "deployment", "app", "--wait=false")
     apps.kubectl("delete", "externalsecret", "db")
+
+
+def review(address: str, ca: str, namespace: str, pod: dict[str, Any]) -> dict[str, Any]:
+    """One AdmissionReview of `pod`, sent to one replica's webhook port as the API server sends it
+    (the API server keeps its connection to one replica; this reaches each on purpose)."""
+    context = ssl.create_default_context(cadata=ca)
+    context.check_hostname = False  # the certificate names the Service; the chain is still checked
+    body = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "test"},
+            "object": pod,
+        },
+    }
+    connection = http.client.HTTPSConnection(address, 9443, context=context, timeout=10)
+    try:
+        connection.request("POST", "/mutate-pods", json.dumps(body), {"Content-Type": "application/json"})
+        return dict(json.loads(connection.getresponse().read())["response"])
+    finally:
+        connection.close()
+
+
+def test_every_replica_answers_admissions_from_its_own_cache(installed: Installed) -> None:
+    """The webhook Service spans both replicas: the follower injects pods too, from its watches."""
+    apps, release = installed.apps, installed.release
+    key = f"prod/direct-admission/{uuid.uuid4().hex[:6]}"
+    seed(installed.aws, key)
+    apps.apply(external_secret("db-admitted", key, "1h", installed.store))
+    leader = wait_until(
+        "a leader", lambda: installed.leader() in release.ready_pods() and installed.leader(), 60
+    )
+    (follower,) = [p for p in release.ready_pods() if p != leader]
+    secret = json.loads(
+        release.kubectl("get", "secret", f"{release.name}-tmpfs-secrets-webhook-tls", "-o", "json")
+    )
+    ca = base64.b64decode(secret["data"]["ca.crt"]).decode()
+    template = yaml.safe_load(deployment("x", apps.image, "db-admitted", 1))["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", **template}
+    addresses = {p["metadata"]["name"]: p["status"]["podIP"] for p in release.pod_objects()}
+    for replica in (leader, follower):
+        answer = review(addresses[replica], ca, apps.namespace, pod)
+        assert answer["allowed"] is True, (replica, answer)
+        patch = json.loads(base64.b64decode(answer["patch"]))
+        added = json.dumps(patch)
+        assert "tmpfs-secrets-agent" in added and "tmpfs-secrets-db-admitted" in added, (replica, patch)
+    apps.kubectl("delete", "externalsecret", "db-admitted")
 
 
 def test_a_leader_killed_keeps_the_files_and_the_next_leader_fetches_once(installed: Installed) -> None:
