@@ -14,6 +14,7 @@ import http.client
 import json
 import ssl
 import textwrap
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -325,10 +326,14 @@ def test_every_replica_answers_admissions_from_its_own_cache(installed: Installe
     apps.kubectl("delete", "externalsecret", "db-admitted")
 
 
-def test_a_leader_killed_keeps_the_files_and_the_next_leader_fetches_once(installed: Installed) -> None:
-    """The leader's pod killed without a grace period: the agents keep their files, the other
-    replica takes the Lease when it expires, labels its pod, fetches the source once, and every
-    agent gets the content that changed meanwhile, with no restart."""
+@pytest.mark.parametrize("kill", ["sigkill", "pod-force-deleted"])
+def test_a_leader_killed_keeps_the_files_and_the_next_leader_fetches_once(
+    installed: Installed, kill: str
+) -> None:
+    """The leader killed, with no chance to release its Lease: its process with SIGKILL (kubelet
+    restarts the container), or its pod deleted with no grace period. The agents keep their files;
+    whichever replica takes the Lease labels its pod, fetches the source once, and every agent gets
+    the content that changed meanwhile, with no restart."""
     apps, release = installed.apps, installed.release
     key = f"prod/direct-ha/{uuid.uuid4().hex[:6]}"
     first = seed(installed.aws, key)
@@ -347,20 +352,36 @@ def test_a_leader_killed_keeps_the_files_and_the_next_leader_fetches_once(instal
 
     second = rotate(installed.aws, key)  # no refresh is due: the pods keep the first value
     installed.aws.reset_calls()
-    release.kubectl("delete", "pod", leader, "--grace-period=0", "--force")
+    started = time.monotonic()
+    if kill == "sigkill":
+        node = installed.cluster.node
+        assert node is not None
+        (status,) = json.loads(release.kubectl("get", "pod", leader, "-o", "json"))["status"][
+            "containerStatuses"
+        ]
+        killed = node.ctr("tasks", "kill", "--signal", "SIGKILL", status["containerID"].split("://", 1)[1])
+        assert killed.returncode == 0, killed.stderr
+    else:
+        release.kubectl("delete", "pod", leader, "--grace-period=0", "--force")
     assert all(read(apps, pod) == first for pod in pods), "an agent lost its files with the operator"
-    new_leader = wait_until(
-        "another replica holding the Lease",
-        lambda: installed.leader() not in ("", leader) and installed.leader(),
-        90,
-    )
     for pod in pods:
         wait_until(
-            f"the content from the new leader in {pod}", lambda pod=pod: read(apps, pod) == second, 120
+            f"the content from the next leader in {pod}", lambda pod=pod: read(apps, pod) == second, 120
         )
         assert apps.restart_count(pod) == 0
-    wait_until("the new leader labelled alone", lambda: installed.labelled() == [new_leader], 30)
-    assert installed.direct_endpoints() == [new_leader]
+    print(
+        f"\n[direct] leader {kill}: the rotated content in both pods {time.monotonic() - started:.1f}s later"
+    )
+    now = installed.leader()
+    if kill == "sigkill":
+        (status,) = json.loads(release.kubectl("get", "pod", leader, "-o", "json"))["status"][
+            "containerStatuses"
+        ]
+        assert status["restartCount"] == 1  # the kill happened, and kubelet restarted the container
+    else:
+        assert now != leader
+    wait_until("the leader labelled alone", lambda: installed.labelled() == [now], 30)
+    wait_until("the Direct Service on the leader only", lambda: installed.direct_endpoints() == [now], 60)
     # One read of the source for both pods: the takeover's fetch, no burst, nothing per pod.
     assert installed.reads_of(key) == 1, installed.aws.calls()
     wait_until(
@@ -370,6 +391,12 @@ def test_a_leader_killed_keeps_the_files_and_the_next_leader_fetches_once(instal
     )
     apps.kubectl("delete", "deployment", "app-ha", "--wait=false")
     apps.kubectl("delete", "externalsecret", "db-ha")
+    wait_until(
+        "the app's pods gone",
+        lambda: not apps.kubectl("get", "pods", "-l", "app=app-ha", "-o", "name").stdout.strip(),
+        60,
+    )
+    release.wait_ready(2)
 
 
 PROBE = textwrap.dedent(
