@@ -3,7 +3,8 @@
 A `version` is sent as SSM's own selector, `name:<version>` or `name:<label>`. The response names
 parameters without their selector, so one call never asks for the same parameter twice; such
 refs go into separate calls. SecureStrings are always decrypted. A StringList is delivered as
-AWS stores it (comma-separated).
+AWS stores it (comma-separated). A call refused as a whole because of one name (malformed, or not
+readable by the identity) is asked again name by name, so only that name fails.
 """
 
 from __future__ import annotations
@@ -75,8 +76,11 @@ class ParameterStoreProvider:
                 client.get_parameters, Names=[_name(r) for r in chunk], WithDecryption=True
             )
         except ClientError as exc:
-            if error_code(exc) == "ValidationException" and len(chunk) > 1:
-                # One malformed name fails the whole call; ask again one by one so it fails alone.
+            if len(chunk) > 1 and error_code(exc).startswith(("ValidationException", "AccessDenied")):
+                # One malformed name fails the whole call, and so does one name the identity may not
+                # read (IAM authorizes GetParameters on every name; expired or unknown credentials
+                # have other codes and fail every name anyway): ask again one by one so it fails
+                # alone and the other ExternalSecrets of the call keep syncing.
                 for ref in chunk:
                     await self._chunk(client, [ref], out)
                 return
