@@ -179,8 +179,8 @@ def test_get_parameters_by_path_is_authorized_on_the_path(world: World) -> None:
 def test_the_log_counts_calls_without_values(world: World) -> None:
     sm = world.aws.client("secretsmanager", world.reader)
     before = len(world.aws.calls())
-    sm.batch_get_secret_value(SecretIdList=["app/db", "app/api"])
+    sm.batch_get_secret_value(SecretIdList=["app/db", "app/api", "other/token"])
     (call,) = world.aws.calls()[before:]
-    assert (call.operation, call.status, call.size) == ("BatchGetSecretValue", 200, 2)
+    assert (call.operation, call.status, call.size, call.denied) == ("BatchGetSecretValue", 200, 3, 1)
     log = Path(world.aws.log).read_text()
     assert not any(value in log for value in [*SECRETS.values(), *PARAMETERS.values()])

@@ -60,8 +60,8 @@ async def runtime(
     rt.close()
 
 
-def _calls_since(aws: IamMoto, before: int) -> list[tuple[str, int, int]]:
-    return [(c.operation, c.status, c.size) for c in aws.calls()[before:]]
+def _calls_since(aws: IamMoto, before: int) -> list[tuple[str, int, int, int]]:
+    return [(c.operation, c.status, c.size, c.denied) for c in aws.calls()[before:]]
 
 
 async def test_a_denied_secret_fails_alone_in_its_batch(
@@ -78,7 +78,7 @@ async def test_a_denied_secret_fails_alone_in_its_batch(
     assert isinstance(denied, SyncError) and denied.reason is Reason.ACCESS_DENIED
     assert "app/s1" in denied.message and "secret-1" not in denied.message
     # One batch call; the denial came in its Errors, so there was no fallback to GetSecretValue.
-    assert _calls_since(aws, before) == [("BatchGetSecretValue", 200, 3)]
+    assert _calls_since(aws, before) == [("BatchGetSecretValue", 200, 3, 1)]
 
 
 async def test_a_denied_parameter_fails_alone_though_iam_refuses_its_whole_call(
@@ -95,8 +95,8 @@ async def test_a_denied_parameter_fails_alone_though_iam_refuses_its_whole_call(
     assert isinstance(denied, SyncError) and denied.reason is Reason.ACCESS_DENIED
     assert "/app/p1" in denied.message and "ssm:GetParameters" in denied.message
     assert _calls_since(aws, before) == [
-        ("GetParameters", 400, 3),  # refused as a whole
-        ("GetParameters", 200, 1),
-        ("GetParameters", 400, 1),
-        ("GetParameters", 200, 1),
+        ("GetParameters", 400, 3, 0),  # refused as a whole
+        ("GetParameters", 200, 1, 0),
+        ("GetParameters", 400, 1, 0),
+        ("GetParameters", 200, 1, 0),
     ]

@@ -31,8 +31,8 @@ documents them:
 Other actions keep moto's own checks. The server starts without enforcement, so a test can seed
 AWS and create IAM users and policies; `IamMoto.enforce()` turns it on (moto's
 `/moto-api/reset-auth`), after which every request needs a known access key and a policy that
-allows it. Each request's operation, HTTP status and batch size (never a body) go to the log, so
-a test can count calls.
+allows it. Each request's operation, HTTP status, batch size and per-secret denials (never a
+value) go to the log, so a test can count calls.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 BOOTSTRAP_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")  # before enforce()
-_CALL = re.compile(r"^call (?P<operation>\w+) (?P<status>\d+) (?P<size>\d+)$")
+_CALL = re.compile(r"^call (?P<operation>\w+) (?P<status>\d+) (?P<size>\d+) (?P<denied>\d+)$")
 
 # --- the extension (runs in the server process) ----------------------------------------------------
 # moto is imported inside functions only: tests/cluster/aws.py must configure moto's recorder before
@@ -237,7 +237,8 @@ def install() -> None:
 
 
 def _logged(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Log each request's operation, status and batch size: enough to count calls, no value."""
+    """Log each request's operation, HTTP status, batch size and, for BatchGetSecretValue, how many
+    of its secrets were denied: enough to count calls, and never a value."""
     import io
 
     def call(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -247,18 +248,26 @@ def _logged(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
         if not target or str(environ.get("PATH_INFO", "")).startswith("/moto-api"):
             return app(environ, start_response)
+        operation = target.rsplit(".", 1)[-1]
         size = 0
         try:
             request = json.loads(body or b"{}")
             size = len(request.get("SecretIdList") or request.get("Names") or [])
         except ValueError:
             pass
+        status = ["0"]
 
-        def start(status: str, headers: Any, *rest: Any) -> Any:
-            print(f"call {target.rsplit('.', 1)[-1]} {status.split()[0]} {size}", flush=True)
-            return start_response(status, headers, *rest)
+        def start(line: str, headers: Any, *rest: Any) -> Any:
+            status[0] = line.split()[0]
+            return start_response(line, headers, *rest)
 
-        return app(environ, start)
+        answer = b"".join(app(environ, start))
+        denied = 0
+        if operation == "BatchGetSecretValue" and status[0] == "200":
+            errors = json.loads(answer).get("Errors") or []
+            denied = sum(e.get("ErrorCode") == "AccessDeniedException" for e in errors)
+        print(f"call {operation} {status[0]} {size} {denied}", flush=True)
+        return [answer]
 
     return call
 
@@ -295,6 +304,7 @@ class Call:
     operation: str
     status: int
     size: int  # ids or names in a batch call
+    denied: int  # secrets of a BatchGetSecretValue answered AccessDeniedException in its Errors
 
 
 class IamMoto:
@@ -376,7 +386,9 @@ class IamMoto:
         for line in self.log.read_text(errors="replace").splitlines():
             match = _CALL.match(line)
             if match:
-                out.append(Call(match["operation"], int(match["status"]), int(match["size"])))
+                out.append(
+                    Call(match["operation"], int(match["status"]), int(match["size"]), int(match["denied"]))
+                )
         return out
 
 
