@@ -99,6 +99,37 @@ def test_a_store_role_gets_its_own_policy_and_the_operator_may_assume_it() -> No
     assert len(problems) == 1 and problems[0].startswith("ExternalSecret shop/broken: skipped:")
 
 
+def test_a_secrets_manager_find_may_read_every_secret_under_its_path_besides_the_named_ones() -> None:
+    store = {
+        "apiVersion": "tmpfs-secrets.io/v1alpha1",
+        "kind": "SecretStore",
+        "metadata": {"name": "sm", "namespace": "shop"},
+        "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}},
+    }
+
+    def external(name: str, spec: dict[str, object]) -> dict[str, object]:
+        return {
+            "apiVersion": "tmpfs-secrets.io/v1alpha1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"secretStoreRef": {"name": "sm"}, **spec},
+        }
+
+    docs = [
+        store,
+        external("db", {"data": [{"secretKey": "P", "remoteRef": {"key": "shop/db"}}]}),
+        external("keys", {"dataFrom": [{"find": {"path": "shop/keys/"}}]}),
+        external("tagged", {"dataFrom": [{"find": {"tags": {"team": "shop"}}}]}),
+    ]
+    uses, problems = iam.usage(docs)
+    assert problems == []
+    statements = _statements(iam.policy(uses[iam.OPERATOR], account="111122223333"))
+    assert statements["FindSecrets"]["Action"] == "secretsmanager:ListSecrets"
+    arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:"
+    # A find by tags alone may find any secret: nothing narrower than every secret of the region.
+    assert statements["Secrets"]["Resource"] == [f"{arn}*", f"{arn}shop/db-??????", f"{arn}shop/keys/*"]
+
+
 def test_the_command_prints_the_policies_and_the_forecast(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -40,6 +40,8 @@ class Usage:
     )  # (service, region, key) -> interval
     paths: dict[tuple[str, str, str], float] = field(default_factory=dict)  # SSM find paths
     lists_secrets: set[str] = field(default_factory=set)  # regions where Secrets Manager find lists
+    # (region, name prefix) of the secrets a Secrets Manager find reads ("" when it has no path)
+    found_secrets: set[tuple[str, str]] = field(default_factory=set)
     roles: set[str] = field(default_factory=set)  # roles this identity assumes
 
     def read(
@@ -116,6 +118,7 @@ def usage(
                     use.read(use.paths, (store.service, store.region, item.path), interval)
                 else:
                     use.lists_secrets.add(store.region)
+                    use.found_secrets.add((store.region, item.path or ""))
             else:
                 key = item.key if isinstance(item, Extract) else item.remote.key
                 use.read(use.keys, (store.service, store.region, key), interval)
@@ -141,7 +144,11 @@ def _parameter_arn(region: str, account: str, name: str, prefix: bool = False) -
 def policy(use: Usage, account: str = "*") -> dict[str, Any]:
     """The least-privilege policy document for one identity's reads."""
     statements: list[dict[str, Any]] = []
-    secrets = sorted({_secret_arn(r, account, k) for (s, r, k) in use.keys if s == "SecretsManager"})
+    # What a find reads is known only when it runs: every secret whose name starts with its path.
+    secrets = sorted(
+        {_secret_arn(r, account, k) for (s, r, k) in use.keys if s == "SecretsManager"}
+        | {f"arn:aws:secretsmanager:{r}:{account}:secret:{p}*" for (r, p) in use.found_secrets}
+    )
     parameters = sorted({_parameter_arn(r, account, k) for (s, r, k) in use.keys if s == "ParameterStore"})
     # GetParametersByPath is authorized on the path itself; the parameters under it by the prefix.
     parameters += sorted({_parameter_arn(r, account, p.rstrip("/") or "/") for (_, r, p) in use.paths})
@@ -161,9 +168,6 @@ def policy(use: Usage, account: str = "*") -> dict[str, Any]:
         statements.append(
             {"Sid": "FindSecrets", "Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}
         )
-        secrets = secrets or [
-            f"arn:aws:secretsmanager:{r}:{account}:secret:*" for r in sorted(use.lists_secrets)
-        ]
     if secrets:
         statements.append(
             {
