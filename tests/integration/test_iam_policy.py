@@ -53,7 +53,8 @@ spec:
 {body}"""
 
 
-# Secrets Manager: two ExternalSecrets over three secrets, one shared: their reads go in batches.
+# Secrets Manager: two ExternalSecrets over three secrets, one shared, and a find: their reads go in
+# batches.
 SYNCED = {
     "shop-db": (
         "aws-secrets",
@@ -69,6 +70,8 @@ SYNCED = {
     - {secretKey: DB_USER, remoteRef: {key: prod/shop/db, property: user}}
 """,
     ),
+    # Every secret under a path: ListSecrets, then BatchGetSecretValue.
+    "shop-keys": ("aws-secrets", "  dataFrom:\n    - find: {path: prod/keys/}\n"),
     # Parameter Store: a path (GetParametersByPath) and two names (GetParameters).
     "shop-config": ("aws-parameters", "  dataFrom:\n    - find: {path: /shop/prod/}\n"),
     "shop-flags": (
@@ -101,6 +104,9 @@ def seed(aws: IamMoto) -> dict[str, dict[str, str]]:
     sm.create_secret(Name="prod/shop/db", SecretString=json.dumps(db))
     sm.create_secret(Name="prod/shop/supabase", SecretString=json.dumps({"service_role_key": service_key}))
     sm.create_secret(Name="prod/shop/api", SecretString=token)
+    found = {"stripe": _value("stripe"), "mail": _value("mail")}
+    for key, value in found.items():
+        sm.create_secret(Name=f"prod/keys/{key}", SecretString=value)
     config = {"RDS_HOST": _value("host"), "RDS_PORT": _value("port")}
     for key, value in config.items():
         ssm.put_parameter(Name=f"/shop/prod/{key}", Value=value, Type="SecureString")
@@ -113,6 +119,7 @@ def seed(aws: IamMoto) -> dict[str, dict[str, str]]:
     return {
         "shop-db": {"PASSWORD": db["password"], "SERVICE_KEY": service_key},
         "shop-api": {"TOKEN": token, "DB_USER": db["user"]},
+        "shop-keys": found,
         "shop-config": config,
         "shop-flags": flags,
         "billing-db": {"KEY": billing_key},
@@ -186,7 +193,7 @@ def test_the_printed_policy_syncs_everything_it_names_and_nothing_else(
             assert kube.secret_data(name, namespace) == values[name], name
         calls = iam_aws.calls()
         operations = {c.operation for c in calls if c.status == 200}
-        assert {"BatchGetSecretValue", "GetParameters", "GetParametersByPath"} <= operations
+        assert {"BatchGetSecretValue", "ListSecrets", "GetParameters", "GetParametersByPath"} <= operations
         # Everything was allowed, in batches: no refusal, no fallback to GetSecretValue.
         assert [c for c in calls if c.status != 200 or c.denied] == []
         assert "GetSecretValue" not in operations
