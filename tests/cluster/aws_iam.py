@@ -45,6 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+import requests
+
+from tests.cluster.processes import Process, free_port, wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -311,8 +316,6 @@ class IamMoto:
     """The extended moto server as a child process on a free loopback port."""
 
     def __init__(self, log: Path, host: str = "127.0.0.1") -> None:
-        from tests.cluster.processes import Process, free_port
-
         self.port = free_port(host)
         self.endpoint = f"http://{host}:{self.port}"
         self.log = log
@@ -325,10 +328,6 @@ class IamMoto:
         )
 
     def start(self) -> IamMoto:
-        import requests
-
-        from tests.cluster.processes import wait_for
-
         self.process.start()
         wait_for(
             "moto with IAM enforcement",
@@ -344,13 +343,9 @@ class IamMoto:
 
     def enforce(self) -> None:
         """From now on every request is checked against its caller's IAM policies."""
-        import requests
-
         requests.post(f"{self.endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
 
     def client(self, service: str, keys: Keys | None = None) -> Any:
-        import boto3
-
         key_id, secret = (keys.access_key_id, keys.secret_access_key) if keys else BOOTSTRAP_KEY
         return boto3.client(
             service,  # type: ignore[call-overload]
