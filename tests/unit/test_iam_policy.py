@@ -129,6 +129,13 @@ def test_a_secrets_manager_find_may_read_every_secret_under_its_path_besides_the
     # A find by tags alone may find any secret: nothing narrower than every secret of the region.
     assert statements["Secrets"]["Resource"] == [f"{arn}*", f"{arn}shop/db-??????", f"{arn}shop/keys/*"]
 
+    # Each find lists at every refresh (the default hour) besides the batch of named secrets.
+    (only,) = iam.forecast(uses[iam.OPERATOR])
+    assert only.finds
+    assert only.calls_per_month == 3 * 30 * 24  # one BatchGetSecretValue and two ListSecrets an hour
+    _, stderr = iam.report(docs)
+    assert "plus the reads of what its finds find" in stderr
+
 
 def test_the_command_prints_the_policies_and_the_forecast(
     capsys: pytest.CaptureFixture[str],

@@ -42,6 +42,8 @@ class Usage:
     lists_secrets: set[str] = field(default_factory=set)  # regions where Secrets Manager find lists
     # (region, name prefix) of the secrets a Secrets Manager find reads ("" when it has no path)
     found_secrets: set[tuple[str, str]] = field(default_factory=set)
+    # ("SecretsManager", region, name prefix) -> interval of the finds: a ListSecrets each time
+    finds: dict[tuple[str, str, str], float] = field(default_factory=dict)
     roles: set[str] = field(default_factory=set)  # roles this identity assumes
 
     def read(
@@ -119,6 +121,7 @@ def usage(
                 else:
                     use.lists_secrets.add(store.region)
                     use.found_secrets.add((store.region, item.path or ""))
+                    use.read(use.finds, ("SecretsManager", store.region, item.path or ""), interval)
             else:
                 key = item.key if isinstance(item, Extract) else item.remote.key
                 use.read(use.keys, (store.service, store.region, key), interval)
@@ -221,6 +224,16 @@ class Forecast:
     region: str
     calls_per_month: int
     usd_per_month: float
+    finds: bool = False  # Secrets Manager finds: plus the reads of what they find
+
+    def plus(self, other: Forecast) -> Forecast:
+        return Forecast(
+            self.service,
+            self.region,
+            self.calls_per_month + other.calls_per_month,
+            self.usd_per_month + other.usd_per_month,
+            self.finds or other.finds,
+        )
 
 
 def forecast(use: Usage) -> list[Forecast]:
@@ -243,7 +256,19 @@ def forecast(use: Usage) -> list[Forecast]:
         if interval > 0 and (service, region) not in groups:
             calls = SECONDS_PER_MONTH / interval
             out.append(Forecast(service, region, round(calls), calls / 10_000 * PRICE_PER_10K[service]))
-    return out
+    # A Secrets Manager find lists at each refresh (one page per 100 secrets; one is counted),
+    # then reads what it found in batches; how many it finds is known only in AWS.
+    for (service, region, _), interval in use.finds.items():
+        if interval > 0:
+            calls = SECONDS_PER_MONTH / interval
+            out.append(
+                Forecast(service, region, round(calls), calls / 10_000 * PRICE_PER_10K[service], finds=True)
+            )
+    merged: dict[tuple[str, str], Forecast] = {}
+    for f in out:
+        seen = merged.get((f.service, f.region))
+        merged[(f.service, f.region)] = f if seen is None else seen.plus(f)
+    return list(merged.values())
 
 
 def report(
@@ -255,8 +280,9 @@ def report(
     lines = []
     for who, use in sorted(uses.items()):
         for f in forecast(use):
+            more = " plus the reads of what its finds find" if f.finds else ""
             lines.append(
-                f"{who}: {f.service} in {f.region}: about {f.calls_per_month:,} calls a month, "
+                f"{who}: {f.service} in {f.region}: about {f.calls_per_month:,} calls a month{more}, "
                 f"${f.usd_per_month:,.2f} at list price"
             )
     lines.extend(problems)
