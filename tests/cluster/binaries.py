@@ -23,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "v1.37.2"
+# The cert-manager module tools/cert-manager builds against (keep equal to its go.mod).
+CERT_MANAGER_VERSION = "v1.21.2"
+CERT_MANAGER_MODULE = "tmpfs-secrets.io/tools/cert-manager"
 
 
 def cache_root() -> Path:
@@ -112,6 +115,19 @@ GROUPS: tuple[Group, ...] = (
             "portmap": "github.com/containernetworking/plugins/plugins/meta/portmap",
         },
     ),
+    # cert-manager's controller and cainjector for the chart's certManager mode (node tests only);
+    # the version is the cert-manager module's (tools/cert-manager/go.mod says why it is built so).
+    # The cache is keyed by it: after changing tools/cert-manager's own code, remove
+    # .cache/tools/cert-manager-<version>/ so the next `make tools` rebuilds.
+    Group(
+        module="cert-manager",
+        version=CERT_MANAGER_VERSION,
+        ldflags=(f"-X github.com/cert-manager/cert-manager/pkg/util.AppVersion={CERT_MANAGER_VERSION}",),
+        commands={
+            "cert-manager-controller": f"{CERT_MANAGER_MODULE}/controller",
+            "cert-manager-cainjector": f"{CERT_MANAGER_MODULE}/cainjector",
+        },
+    ),
     # The node tests' admission webhook (standard library only); bump the version when it changes.
     Group(
         module="echo-webhook",
@@ -135,7 +151,8 @@ NODE = (
     "portmap",
     "echo-webhook",
 )
-ALL = (*CONTROL_PLANE, "helm", *NODE)
+CERT_MANAGER = ("cert-manager-controller", "cert-manager-cainjector")
+ALL = (*CONTROL_PLANE, "helm", *NODE, *CERT_MANAGER)
 
 
 def group_of(name: str) -> Group:
@@ -227,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     spent = ensure(names)
     for name in names:
         print(f"  {name:26} {find(name)}")
+    if set(CERT_MANAGER) & set(names):
+        # Its CRDs come from the same module's source; fetch it now, while the Go proxy is reachable.
+        from tests.cluster import cert_manager
+
+        print(f"  {'cert-manager CRDs':26} {cert_manager.module_dir() / 'deploy' / 'crds'}")
     print(f"tools ready in {time.monotonic() - started:.0f}s ({spent:.0f}s building)")
     return 0
 

@@ -148,3 +148,38 @@ RBAC rules for leader election: a Role in the release's namespace.
   verbs: [patch]
 {{- end }}
 {{- end }}
+
+{{/*
+The webhook's Service name, and the Secret the operator reads its serving certificate from: your
+own (webhook.certificate.secretName), cert-manager's (certManager.enabled) or the chart's.
+*/}}
+{{- define "tmpfs-secrets.webhookService" -}}
+{{- printf "%s-webhook" (include "tmpfs-secrets.fullname" .) }}
+{{- end }}
+
+{{- define "tmpfs-secrets.webhookSecretName" -}}
+{{- if .Values.certManager.enabled }}
+{{- printf "%s-webhook-cert-manager-tls" (include "tmpfs-secrets.fullname" .) }}
+{{- else }}
+{{- .Values.webhook.certificate.secretName | default (printf "%s-webhook-tls" (include "tmpfs-secrets.fullname" .)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The cert-manager Certificate of the webhook's serving certificate; the webhook configurations
+name it in cert-manager.io/inject-ca-from.
+*/}}
+{{- define "tmpfs-secrets.webhookCertificate" -}}
+{{- printf "%s-webhook" (include "tmpfs-secrets.fullname" .) }}
+{{- end }}
+
+{{/*
+The webhook configurations' CA: cert-manager's cainjector fills caBundle from the Certificate's
+Secret, or the chart sets it (the caller passes the base64 PEM).
+*/}}
+{{- define "tmpfs-secrets.webhookCAAnnotations" -}}
+{{- if .Values.certManager.enabled -}}
+annotations:
+  cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "tmpfs-secrets.webhookCertificate" .) }}
+{{- end }}
+{{- end }}
