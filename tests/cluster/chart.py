@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,15 @@ def local_values(image: str, aws_endpoint: str, region: str = "us-east-1") -> di
         "extraEnv": [{"name": "AWS_ENDPOINT_URL", "value": aws_endpoint}],
     }
     return values
+
+
+def new_namespace(cluster: KubeCluster, prefix: str, *labels: str) -> str:
+    """A namespace of its own for a release or its apps, with `labels` (KEY=VALUE)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    if labels:
+        cluster.kubectl("label", "namespace", name, *labels)
+    return name
 
 
 def direct_values(cluster: KubeCluster, port: int = 8443) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster import debian_image, operator_image
+from tests.cluster import operator_image
 from tests.cluster.aws import MotoServer
 from tests.cluster.cluster import Cluster
 from tests.cluster.operator import Operator, operator_env
@@ -28,10 +28,7 @@ AGENT_PORT = 8443
 
 def agent_image(cluster: Cluster) -> str:
     """The operator image (built on the host by `make image`), imported into the node."""
-    assert cluster.node is not None, "the cluster has no node"
-    built = debian_image.require(operator_image.recipe())
-    cluster.node.import_images(built.archive)
-    return built.image
+    return operator_image.import_into(cluster.node)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from tests.cluster import debian_image
 from tests.cluster.app_images import describe
@@ -41,6 +42,18 @@ def recipe() -> Recipe:
         entrypoint=("python3", "-m", "tmpfs_secrets"),
         cmd=("run",),
     )
+
+
+class Node(Protocol):
+    def import_images(self, archive: Path) -> Any: ...
+
+
+def import_into(node: Node | None) -> str:
+    """The image `make image` built, imported into the node's containerd (never pulled); its name."""
+    assert node is not None, "the cluster has no node"
+    built = debian_image.require(recipe())
+    node.import_images(built.archive)
+    return built.image
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import debian_image, operator_image
+from tests.cluster import operator_image
 from tests.cluster.aws import MotoServer
 from tests.cluster.bubble import NODE_IP
 from tests.cluster.chart import CRD_NAMES, Release, local_values, merge
@@ -155,15 +155,13 @@ def webhook_requests(metrics: str, route: str = "/mutate-pods") -> int:
 
 @pytest.fixture(scope="module")
 def charted(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterator[Charted]:
-    assert cluster.node is not None, "the cluster has no node"
-    built = debian_image.require(operator_image.recipe())
-    cluster.node.import_images(built.archive)
+    image = operator_image.import_into(cluster.node)
     pod_aws = MotoServer(host=NODE_IP).start()  # the node's address: the operator's pod reaches it
     system = f"tmpfs-secrets-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", system)
     cluster.kubectl("label", "namespace", system, "pod-security.kubernetes.io/enforce=restricted")
     values = merge(
-        local_values(built.image, pod_aws.endpoint),
+        local_values(image, pod_aws.endpoint),
         # The tests' SecretStores read AWS with the operator's identity (one tenant per test).
         {"operator": {"allowOperatorIdentityForSecretStores": True, "minRefreshInterval": 1}},
     )

@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.cluster import debian_image, operator_image
+from tests.cluster import operator_image
 from tests.cluster.aws import MotoServer
 from tests.cluster.bubble import NODE_IP
 from tests.cluster.cert_manager import CertManager
-from tests.cluster.chart import CRD_NAMES, Release, local_values, merge
+from tests.cluster.chart import CRD_NAMES, Release, local_values, merge, new_namespace
 from tests.cluster.cluster import Cluster
 from tests.node.conftest import pod_manifest, wait_until
 
@@ -75,13 +75,20 @@ class Setup:
         for the Service's DNS name (as the API server verifies it)."""
         service = self.get("-n", self.release.namespace, "service", SERVICE)
         context = ssl.create_default_context(cadata=ca.decode())
-        with (
-            socket.create_connection((service["spec"]["clusterIP"], 443), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname=f"{SERVICE}.{self.release.namespace}.svc") as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-        assert der is not None
-        return x509.load_der_x509_certificate(der)
+
+        def handshake() -> bytes | None:
+            try:
+                with (
+                    socket.create_connection((service["spec"]["clusterIP"], 443), timeout=5) as raw,
+                    context.wrap_socket(
+                        raw, server_hostname=f"{SERVICE}.{self.release.namespace}.svc"
+                    ) as tls,
+                ):
+                    return tls.getpeercert(binary_form=True)
+            except ConnectionRefusedError:
+                return None  # kube-proxy has not programmed the new Service yet
+
+        return x509.load_der_x509_certificate(wait_until("the Service answering TLS", handshake, 30, 0.5))
 
     def operator_pod(self) -> dict[str, Any]:
         (name,) = self.release.ready_pods()
@@ -126,14 +133,6 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
-def _namespace(cluster: Cluster, prefix: str, *labels: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    if labels:
-        cluster.kubectl("label", "namespace", name, *labels)
-    return name
-
-
 @pytest.fixture(scope="module")
 def cert_manager(cluster: Cluster) -> Iterator[CertManager]:
     manager = CertManager(cluster.kubeconfig, cluster.control_plane.logs).start()
@@ -147,16 +146,14 @@ def cert_manager(cluster: Cluster) -> Iterator[CertManager]:
 def setup(
     cluster: Cluster, crds: object, moto_session: MotoServer, cert_manager: CertManager
 ) -> Iterator[Setup]:
-    assert cluster.node is not None, "the cluster has no node"
-    built = debian_image.require(operator_image.recipe())
-    cluster.node.import_images(built.archive)
+    image = operator_image.import_into(cluster.node)
     moto_session.reset()
     pod_aws = MotoServer(host=NODE_IP).start()  # the endpoint pods reach, inside the bubble
-    system = _namespace(cluster, "tmpfs-secrets", "pod-security.kubernetes.io/enforce=restricted")
-    apps = _namespace(cluster, "apps")
+    system = new_namespace(cluster, "tmpfs-secrets", "pod-security.kubernetes.io/enforce=restricted")
+    apps = new_namespace(cluster, "apps")
     store = f"cm-{uuid.uuid4().hex[:8]}"
     value = "cm-" + uuid.uuid4().hex
-    values = merge(local_values(built.image, pod_aws.endpoint), {"certManager": {"enabled": True}})
+    values = merge(local_values(image, pod_aws.endpoint), {"certManager": {"enabled": True}})
     release = Release(cluster, RELEASE, system, values)
     try:
         moto_session.client("secretsmanager").create_secret(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster import debian_image, operator_image
+from tests.cluster import operator_image
 from tests.cluster.aws import MotoServer
 from tests.cluster.bubble import NODE_IP
 from tests.cluster.chart import CRD_NAMES, Release, direct_values, local_values, merge
@@ -83,9 +83,7 @@ class Installed:
 
 @pytest.fixture(scope="module")
 def installed(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterator[Installed]:
-    assert cluster.node is not None, "the cluster has no node"
-    built = debian_image.require(operator_image.recipe())
-    cluster.node.import_images(built.archive)
+    image = operator_image.import_into(cluster.node)
     moto_session.reset()
     pod_aws = MotoServer(host=NODE_IP).start()  # the node's address: pods reach it
     suffix = uuid.uuid4().hex[:8]
@@ -94,7 +92,7 @@ def installed(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterato
         cluster.kubectl("create", "namespace", namespace)
         cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     values = merge(
-        merge(local_values(built.image, pod_aws.endpoint), direct_values(cluster)),
+        merge(local_values(image, pod_aws.endpoint), direct_values(cluster)),
         {"replicaCount": 2, "operator": {"watchNamespaces": [apps, outside], "minRefreshInterval": 1}},
     )
     release = Release(cluster, "tsd", system, values)
@@ -318,11 +316,16 @@ def test_every_replica_answers_admissions_from_its_own_cache(installed: Installe
     pod = {"apiVersion": "v1", "kind": "Pod", **template}
     addresses = {p["metadata"]["name"]: p["status"]["podIP"] for p in release.pod_objects()}
     for replica in (leader, follower):
-        answer = review(addresses[replica], ca, apps.namespace, pod)
-        assert answer["allowed"] is True, (replica, answer)
-        patch = json.loads(base64.b64decode(answer["patch"]))
-        added = json.dumps(patch)
-        assert "tmpfs-secrets-agent" in added and "tmpfs-secrets-db-admitted" in added, (replica, patch)
+
+        def injected(replica: str = replica) -> str | None:
+            answer = review(addresses[replica], ca, apps.namespace, pod)
+            assert answer["allowed"] is True, (replica, answer)
+            added = base64.b64decode(answer["patch"]).decode()
+            # Until its watch has seen the new ExternalSecret, a replica mounts it as a Secret.
+            return added if "tmpfs-secrets-agent" in added else None
+
+        added = wait_until(f"{replica} to inject the agent", injected, 30)
+        assert "tmpfs-secrets-db-admitted" in added, (replica, added)
     apps.kubectl("delete", "externalsecret", "db-admitted")
 
 

@@ -30,10 +30,19 @@ from urllib.parse import unquote_plus
 import pytest
 import yaml
 
-from tests.cluster import debian_image, operator_image
+from tests.cluster import operator_image
 from tests.cluster.aws import FAKE_ACCESS_KEY, MotoServer
 from tests.cluster.bubble import NODE_IP
-from tests.cluster.chart import CHART, CRD_NAMES, OPERATOR_ROLE_ARN, Release, helm, local_values, merge
+from tests.cluster.chart import (
+    CHART,
+    CRD_NAMES,
+    OPERATOR_ROLE_ARN,
+    Release,
+    helm,
+    local_values,
+    merge,
+    new_namespace,
+)
 from tests.cluster.cluster import Cluster
 from tests.node.conftest import pod_manifest, wait_until
 
@@ -92,28 +101,18 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None
     return None
 
 
-def _namespace(cluster: Cluster, prefix: str, *labels: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    if labels:
-        cluster.kubectl("label", "namespace", name, *labels)
-    return name
-
-
 @pytest.fixture(scope="module")
 def installed(cluster: Cluster, crds: Path, moto_session: MotoServer) -> Iterator[Installed]:
-    assert cluster.node is not None, "the cluster has no node"
-    built = debian_image.require(operator_image.recipe())
-    cluster.node.import_images(built.archive)
+    image = operator_image.import_into(cluster.node)
     moto_session.reset()
     # The endpoint pods use: the node's address inside the bubble, never an outside one.
     pod_aws = MotoServer(host=NODE_IP).start()
-    system = _namespace(cluster, "tmpfs-secrets", "pod-security.kubernetes.io/enforce=restricted")
-    apps = _namespace(cluster, "apps")
-    outside = _namespace(cluster, "outside")
+    system = new_namespace(cluster, "tmpfs-secrets", "pod-security.kubernetes.io/enforce=restricted")
+    apps = new_namespace(cluster, "apps")
+    outside = new_namespace(cluster, "outside")
     store = f"install-{uuid.uuid4().hex[:8]}"
     values = merge(
-        local_values(built.image, pod_aws.endpoint),
+        local_values(image, pod_aws.endpoint),
         {"operator": {"watchNamespaces": [apps], "minRefreshInterval": 1}},
     )
     # Not "tmpfs-secrets": the demo's release (cluster-scoped names follow the release's).

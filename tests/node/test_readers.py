@@ -28,7 +28,7 @@ from tests.node.conftest import Charted, Pods, wait_until
 NAME = "app-db"
 KEY = "RDS_PASSWORD"
 MOUNT = f"/var/run/secrets/tmpfs-secrets.io/{NAME}"
-REMOTE_KEY = "prod/app/db"
+REMOTE_KEY = "prod/app/db"  # with a suffix per test: the tests of a module share one operator
 REFRESH = "2s"
 
 STORE = """apiVersion: tmpfs-secrets.io/v1alpha1
@@ -38,15 +38,15 @@ spec:
   provider:
     aws: {service: SecretsManager, region: us-east-1}
 """
-EXTERNAL_SECRET = f"""apiVersion: tmpfs-secrets.io/v1alpha1
+EXTERNAL_SECRET = """apiVersion: tmpfs-secrets.io/v1alpha1
 kind: ExternalSecret
-metadata: {{name: {NAME}}}
+metadata: {{name: {name}}}
 spec:
   secretStoreRef: {{name: aws}}
-  refreshInterval: {REFRESH}
+  refreshInterval: {refresh}
   data:
-  - secretKey: {KEY}
-    remoteRef: {{key: {REMOTE_KEY}, property: password}}
+  - secretKey: {secret_key}
+    remoteRef: {{key: {remote_key}, property: password}}
 """
 
 PYTHON_PROGRAM = f"""
@@ -156,14 +156,17 @@ def _values(pods: Pods, pod: str) -> list[str]:
     return re.findall(r"^value (\S+)", pods.logs(pod), flags=re.MULTILINE)
 
 
-def _sync(pods: Pods, aws: MotoServer) -> tuple[object, str]:
+def _sync(pods: Pods, aws: MotoServer) -> tuple[object, str, str]:
+    """The synced ExternalSecret: its AWS client, first value and remote key (unique per test, so
+    no other test's cached value of the shared operator can answer for it)."""
     sm = aws.client("secretsmanager")
     first = f"pw-{uuid.uuid4().hex}"
-    sm.create_secret(Name=REMOTE_KEY, SecretString=json.dumps({"password": first}))
+    key = f"{REMOTE_KEY}-{uuid.uuid4().hex[:8]}"
+    sm.create_secret(Name=key, SecretString=json.dumps({"password": first}))
     pods.apply(STORE)
-    pods.apply(EXTERNAL_SECRET)
+    pods.apply(EXTERNAL_SECRET.format(name=NAME, refresh=REFRESH, secret_key=KEY, remote_key=key))
     pods.kubectl("wait", "--for=condition=Ready", "--timeout=60s", f"externalsecrets.tmpfs-secrets.io/{NAME}")
-    return sm, first
+    return sm, first, key
 
 
 def _container_id(pods: Pods, pod: str) -> str:
@@ -183,7 +186,7 @@ def test_the_reader_in_a_running_pod_prints_the_rotated_value_without_a_restart(
     program: list[str],
 ) -> None:
     pods = restricted
-    sm, first = _sync(pods, aws)
+    sm, first, key = _sync(pods, aws)
     pod = f"{lang}-reader"
     pods.apply(restricted_pod(pod, reader_images[lang], program))
     pods.wait_running(pod)
@@ -194,7 +197,7 @@ def test_the_reader_in_a_running_pod_prints_the_rotated_value_without_a_restart(
     container = _container_id(pods, pod)
 
     rotated = f"pw-{uuid.uuid4().hex}"
-    sm.put_secret_value(SecretId=REMOTE_KEY, SecretString=json.dumps({"password": rotated}))
+    sm.put_secret_value(SecretId=key, SecretString=json.dumps({"password": rotated}))
     wait_until(f"{pod} printing the rotated value", lambda: _values(pods, pod) == [first, rotated], 120, 0.5)
 
     assert pods.restart_count(pod) == 0
