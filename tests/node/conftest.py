@@ -118,8 +118,9 @@ class Charted:
     """The operator installed from its chart (one replica, every namespace), as admins run it.
 
     One release serves a test module; stopping it goes through Kubernetes (scale to 0), and the
-    next test that asks for it gets it back. Its health and metrics port is read on the pod's
-    address, as Prometheus and kubelet read it.
+    next test that asks for it gets it back. The module's tests share its cache too: moto is
+    emptied between tests, so each test reads remote keys of its own. Its health and metrics
+    port is read on the pod's address, as Prometheus and kubelet read it.
     """
 
     release: Release
