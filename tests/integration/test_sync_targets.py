@@ -161,6 +161,13 @@ def test_merge_writes_only_into_secrets_that_opt_in(
     }
     for secret, _ in targets.values():
         kube.core.create_namespaced_secret(namespace, secret)
+    # kube-controller-manager fills a service-account-token Secret after its creation: wait for
+    # that write, so only the operator's could change a resourceVersion below.
+    wait_until(
+        "the token controller to fill Secret token",
+        lambda: "token" in (((s := kube.secret("token", namespace)) and s.data) or {}),
+        60,
+    )
     before = {name: kube.secret(name, namespace) for name in targets}
     apply_examples(apply_yaml, namespace, "secretstore-secretsmanager.yaml")
     for name in targets:
