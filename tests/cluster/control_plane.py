@@ -14,6 +14,7 @@ import datetime
 import http.client
 import json
 import os
+import secrets
 import shutil
 import ssl
 import subprocess
@@ -103,6 +104,9 @@ class ControlPlane:
         self.api_url = f"https://127.0.0.1:{self.api_port}"
         self.kubeconfig = self.workdir / "kubeconfig"
         self.audit_log = self.logs / "audit.log"
+        # The operator authenticates with a bearer token, as it does in a pod (the API server caches
+        # a token's authentication; a client certificate's chain is verified on every request).
+        self.operator_token = secrets.token_urlsafe(32)
         self.processes: list[Process] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -192,6 +196,9 @@ class ControlPlane:
         crt, key = serving.write(self.pki, "apiserver")
         audit_policy = self.workdir / "audit-policy.yaml"
         audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{self.operator_token},{OPERATOR_USER},{OPERATOR_USER},"system:masters"\n')
+        tokens.chmod(0o600)
         ca_file = self.pki / "ca.crt"
         ca_file.write_bytes(self.ca.cert)
         sa_private, sa_public = service_account_key()
@@ -217,6 +224,7 @@ class ControlPlane:
                 f"--service-account-key-file={self.pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={self.pki / 'sa.key'}",
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                f"--token-auth-file={tokens}",
                 "--profiling=false",
                 f"--audit-policy-file={audit_policy}",
                 f"--audit-log-path={self.audit_log}",
@@ -281,7 +289,14 @@ class ControlPlane:
 
     # --- clients ---------------------------------------------------------------------------------
 
-    def _write_kubeconfig(self, path: Path, client: KeyPair, user: str = "admin") -> None:
+    def _write_kubeconfig(
+        self, path: Path, client: KeyPair | None, user: str = "admin", token: str | None = None
+    ) -> None:
+        credentials = (
+            {"token": token}
+            if client is None
+            else {"client-certificate-data": _b64(client.cert), "client-key-data": _b64(client.key)}
+        )
         config: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -294,10 +309,7 @@ class ControlPlane:
             "users": [
                 {
                     "name": user,
-                    "user": {
-                        "client-certificate-data": _b64(client.cert),
-                        "client-key-data": _b64(client.key),
-                    },
+                    "user": credentials,
                 }
             ],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
@@ -317,8 +329,10 @@ class ControlPlane:
 
     def operator_kubeconfig(self) -> Path:
         """A cluster-admin kubeconfig for the operator under its own name (`OPERATOR_USER`), whose
-        requests the audit log records."""
-        return self.kubeconfig_for(OPERATOR_USER, groups=["system:masters"])
+        requests the audit log records; a bearer token, as a pod's ServiceAccount has."""
+        path = self.workdir / f"{OPERATOR_USER}.kubeconfig"
+        self._write_kubeconfig(path, None, OPERATOR_USER, token=self.operator_token)
+        return path
 
     def operator_requests(self, since: int = 0) -> list[dict[str, Any]]:
         """The operator's requests audited since byte offset `since` (see `audit_offset`): dicts

@@ -128,6 +128,18 @@ class Kube:
         items = self.core.list_namespaced_event(namespace).items
         return [e for e in items if name is None or e.involved_object.name == name]
 
+    def wait_events(
+        self, namespace: str, name: str, reason: str, timeout: float = 30.0
+    ) -> list[k8s.CoreV1Event]:
+        """The events of this reason on an object, once there is one (the operator posts events
+        from a queue, a moment after the status they go with)."""
+        found: list[k8s.CoreV1Event] = wait_until(
+            f"a {reason} event on {namespace}/{name}",
+            lambda: [e for e in self.events(namespace, name) if e.reason == reason],
+            timeout=timeout,
+        )
+        return found
+
     def event_reasons(self, namespace: str, name: str) -> list[str]:
         return [
             e.reason

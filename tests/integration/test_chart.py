@@ -385,7 +385,7 @@ def test_operator_syncs_as_the_charts_service_account(
         }
         assert aws.call_counts()["AssumeRoleWithWebIdentity"] >= 1
         assert kube.ready("ClusterSecretStore", cluster_store)["reason"] == "Valid"  # type: ignore[index]
-        assert "Synced" in kube.event_reasons(namespace, "shop-db")  # events create
+        assert kube.wait_events(namespace, "shop-db", "Synced")  # events create
 
         # RBAC refused nothing along the way: a denial names the user it refused. (Other refusals can
         # happen: namespaces of earlier tests that are being deleted refuse new Events.)

@@ -75,6 +75,7 @@ def test_examples_sync_into_secrets(
     stores = control_plane.kubectl("get", "tss", "-n", namespace).stdout
     assert "SecretsManager" in stores and "ParameterStore" in stores
 
+    kube.wait_events(namespace, "shop-db", "Synced")
     reasons = kube.event_reasons(namespace, "shop-db")
     assert reasons == ["Synced"]
     event = kube.events(namespace, "shop-db")[0]

@@ -62,8 +62,8 @@ def test_last_good_values_survive_aws_failures(
     assert secret is not None and secret.metadata.resource_version == version
     status = kube.get("ExternalSecret", "shop-db", namespace)["status"]  # type: ignore[index]
     assert status["contentHash"] == secret.metadata.annotations["tmpfs-secrets.io/content-hash"]
-    failed = [e for e in kube.events(namespace, "shop-db") if e.reason == "SyncFailed"]
-    assert failed and all(e.type == "Warning" for e in failed)
+    failed = kube.wait_events(namespace, "shop-db", "SyncFailed")
+    assert all(e.type == "Warning" for e in failed)
     assert reason in failed[0].message
 
     aws.clear_faults()

@@ -228,6 +228,7 @@ def test_direct_delivery_is_never_synced_and_writes_no_secret(
     apply_yaml(_es("control", "control", "Owner"), namespace=namespace)
     kube.wait_ready("control", namespace)
     assert kube.ready("ExternalSecret", "direct", namespace)["reason"] == "AwaitingPods"  # type: ignore[index]
+    kube.wait_events(namespace, "control", "Synced")  # events are posted in order: direct's came first
     assert "Synced" not in kube.event_reasons(namespace, "direct")
     assert kube.secret("direct", namespace) is None
     managed = kube.core.list_namespaced_secret(namespace, label_selector="app.kubernetes.io/managed-by").items

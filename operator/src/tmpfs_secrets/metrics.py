@@ -10,6 +10,8 @@ or error code, a Ready reason, a webhook route): never a value, a secret's name 
   values in memory (a refresh that joins a fetch already in flight counts as a hit).
 - `tmpfs_secrets_sync_duration_seconds{service}`: one batch, from the AWS call to the last
   target written.
+- `tmpfs_secrets_events_dropped_total{reason}`: Events (Synced, Rotated, ...) not posted because
+  more were waiting than the queue holds (the API server slower than a mass creation).
 - `tmpfs_secrets_webhook_admission_duration_seconds{route}`: admission answer times (the
   webhook server also counts requests and refusals per route).
 - `tmpfs_secrets_external_secrets{ready,reason}`, `tmpfs_secrets_refresh_lag_seconds` (now minus
@@ -44,6 +46,13 @@ SYNC_DURATION = Histogram(
     "One refresh batch: the AWS call, then every target of its sources written.",
     ["service"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+
+EVENTS_DROPPED = Counter(
+    "tmpfs_secrets_events_dropped",
+    "Kubernetes Events not posted because the queue of events to post was full, by event reason.",
+    ["reason"],
     registry=REGISTRY,
 )
 

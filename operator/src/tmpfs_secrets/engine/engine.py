@@ -3,8 +3,9 @@
 It keeps the registry of ExternalSecrets and wires the parts that do the work, one concern per
 module: `stores` (which store and identity), `grace` (waiting for stores after a start),
 `changes` (does an event need work), `subscriptions` (who uses each source), `fetching` (batches
-into the cache), `evaluation` (values into key sets) and `reporting` (only changes reach the
-`Sink`). The scheduler decides when each source is fetched.
+into the cache), `evaluation` (values into key sets), `deliveries` (reports from the cache, off
+the watch handler's path) and `reporting` (only changes reach the `Sink`). The scheduler decides
+when each source is fetched.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tmpfs_secrets.cache import ValueCache
 from tmpfs_secrets.config import Settings
 from tmpfs_secrets.engine.assemble import Item
 from tmpfs_secrets.engine.changes import refresh_requested, spec_changed
+from tmpfs_secrets.engine.deliveries import Deliveries
 from tmpfs_secrets.engine.evaluation import evaluate
 from tmpfs_secrets.engine.fetching import Fetcher
 from tmpfs_secrets.engine.grace import StoreGrace
@@ -37,6 +39,10 @@ from tmpfs_secrets.providers.base import FIND, Source, Value
 from tmpfs_secrets.scheduler import Backoff, Clock, Outcome, Plan, Scheduler, SystemClock
 
 log = logging.getLogger(__name__)
+
+# Objects reported at once from the cache (the sink bounds the writes they make): a few more than
+# the sink's write slots, so those slots stay busy while one report is between two writes.
+DELIVERY_WORKERS = 16
 
 
 class Engine:
@@ -78,6 +84,7 @@ class Engine:
             self.settings.max_concurrent_batches,
         )
         self._grace = StoreGrace(self._clock, self.settings.store_grace)
+        self._deliveries = Deliveries(self._evaluate, DELIVERY_WORKERS)
         self._batch_started: dict[int, float] = {}  # id(batch) -> time.monotonic(), for metrics
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -90,6 +97,7 @@ class Engine:
     async def stop(self) -> None:
         """Stop the scheduler and running fetches, and release the AWS thread pool."""
         await self._grace.stop()
+        await self._deliveries.stop()
         await self._scheduler.stop()
         self._fetcher.aws.close()
 
@@ -98,9 +106,12 @@ class Engine:
         return self._scheduler.problem(self._clock.now(), stuck_after)
 
     async def idle(self) -> None:
-        """Wait until no fetch is running (tests use it to observe a settled state)."""
+        """Wait until no fetch or report is running (tests use it to observe a settled state)."""
         await asyncio.sleep(0)
         await self._scheduler.idle()
+        while self._deliveries.busy:
+            await self._deliveries.idle()
+            await self._scheduler.idle()
 
     # --- stores ------------------------------------------------------------------------------
 
@@ -184,6 +195,7 @@ class Engine:
         """An ExternalSecret was deleted: forget it; nothing is reported for it afterwards."""
         state = self._es.pop(ref, None)
         self._grace.discard(ref)
+        self._deliveries.discard(ref)
         if state is not None:
             self._unsubscribe(ref, state)
 
@@ -261,7 +273,8 @@ class Engine:
             ]
         self._plan.set_owner(ref, dict.fromkeys(sources, spec.refresh_interval), now, run_now)
         self._scheduler.wake()
-        await self._evaluate(ref)
+        # What the cache holds is reported by the delivery workers; the watch handler returns now.
+        self._deliveries.submit(ref)
 
     async def _reresolve(self, key: StoreKey) -> None:
         for ref, state in list(self._es.items()):

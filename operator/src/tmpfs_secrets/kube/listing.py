@@ -2,9 +2,10 @@
 
 The pod webhook answers from the index alone, so until the watch has delivered every existing
 ExternalSecret, a pod could be given a default mount for an ExternalSecret that has another
-path. One LIST per kind at startup names what exists; the index is complete once the watch has
-delivered all of it (the operator's readiness waits for that). An object deleted between this
-LIST and the watch's own would be awaited forever, so the LIST is repeated while incomplete.
+path. One LIST per kind at startup names what exists (metadata only, in pages); the index is complete
+once the watch has delivered all of it (the operator's readiness waits for that). An object
+deleted between this LIST and the watch's own would be awaited forever, so the LIST is repeated
+when the watch stops making progress before the index is complete.
 """
 
 from __future__ import annotations
@@ -30,23 +31,31 @@ async def existing(rest: Rest, namespaces: Sequence[str]) -> list[Key]:
         scopes: Sequence[str | None] = namespaces or [None]
         paths += [(kind.kind, group_path(GROUP, VERSION, kind.plural, ns)) for ns in scopes]
     for kind_name, path in paths:
-        listing = await rest.get(path)
-        for item in listing.get("items") or []:
-            meta = item.get("metadata") or {}
-            keys.append((kind_name, meta.get("namespace"), str(meta.get("name"))))
+        async for items, _ in rest.list_pages(path, metadata_only=True):
+            for item in items:
+                meta = item.get("metadata") or {}
+                keys.append((kind_name, meta.get("namespace"), str(meta.get("name"))))
     return keys
 
 
 async def await_existing(
     rest: Rest, index: ObjectIndex, namespaces: Sequence[str], *, every: float = 10.0
 ) -> None:
-    """Mark what exists as awaited in the index, again every `every` seconds until it is complete."""
+    """Mark what exists as awaited in the index; LIST again only when the watch has delivered
+    nothing awaited for `every` seconds (an awaited object may have been deleted meanwhile).
+
+    While thousands of objects are still being handled the watch keeps delivering them, and a
+    LIST of them all every few seconds would only load the API server that is slow already.
+    """
     while not index.complete:
         try:
             index.await_listed(await existing(rest, namespaces))
         except KubeApiError as e:
             log.warning("could not list stores and ExternalSecrets, retrying in %gs: %s", every, e)
-        if index.complete:
-            break
-        await asyncio.sleep(every)
+        left = index.awaiting
+        while not index.complete:
+            await asyncio.sleep(every)
+            if index.awaiting >= left:
+                break  # no progress: list again
+            left = index.awaiting
     log.info("every store and ExternalSecret has been read")

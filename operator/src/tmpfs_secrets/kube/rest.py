@@ -21,6 +21,8 @@ from tmpfs_secrets.ports import ReadError
 
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+LIST_PAGE = 500  # objects per LIST page: client-go's pager uses the same
 
 
 class KubeApiError(ReadError):
@@ -94,8 +96,9 @@ class Rest:
         body: object = None,
         content_type: str = "application/json",
         query: Sequence[tuple[str, str]] = (),
+        accept: str = "application/json",
     ) -> JSON:
-        headers: dict[str, str | None] = {"Accept": "application/json"}
+        headers: dict[str, str | None] = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         method_, url, headers_, body_, post = await self.api.param_serialize(
@@ -150,6 +153,31 @@ class Rest:
 
     async def get(self, path: str) -> JSON:
         return await self.request("GET", path)
+
+    async def list_pages(
+        self,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        metadata_only: bool = False,
+        limit: int = LIST_PAGE,
+    ) -> AsyncIterator[tuple[list[JSON], str]]:
+        """A LIST in pages of `limit` items: (items, the list's resourceVersion) for each page.
+
+        Thousands of objects in one answer would be parsed into memory all at once; a page at a
+        time keeps the peak to one page. `metadata_only` asks for PartialObjectMetadata, for
+        callers that need names and versions only (no spec, status or data is sent at all).
+        """
+        accept = METADATA_LIST if metadata_only else "application/json"
+        token = ""
+        while True:
+            page_query = [*query, ("limit", str(limit))] + ([("continue", token)] if token else [])
+            body = await self.request("GET", path, query=page_query, accept=accept)
+            meta = body.get("metadata") or {}
+            yield list(body.get("items") or []), str(meta.get("resourceVersion") or "")
+            token = str(meta.get("continue") or "")
+            if not token:
+                return
 
     async def post(self, path: str, body: Mapping[str, Any]) -> JSON:
         return await self.request("POST", path, body=dict(body))

@@ -29,6 +29,7 @@ class KubeSide:
     sink: KubeSink
     targets: TargetIndex
     target_watch: TargetWatch
+    events: EventRecorder
     closed: bool = False
 
     @classmethod
@@ -38,11 +39,12 @@ class KubeSide:
         index = ObjectIndex()
         targets = TargetIndex()
         writer = SecretWriter(rest, targets)
+        events = EventRecorder(rest, failure_interval=settings.failure_event_interval)
         sink = KubeSink(
             index,
             writer,
             StatusWriter(rest, index),
-            EventRecorder(rest, failure_interval=settings.failure_event_interval),
+            events,
             concurrency=settings.workers,
             restarter=WorkloadRestarter(rest),
         )
@@ -55,10 +57,12 @@ class KubeSide:
             sink=sink,
             targets=targets,
             target_watch=TargetWatch(rest, targets, settings.namespaces),
+            events=events,
         )
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
             await self.target_watch.stop()
+            await self.events.close()
             await self.api.close()  # type: ignore[no-untyped-call]

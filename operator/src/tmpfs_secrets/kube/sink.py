@@ -80,9 +80,10 @@ class KubeSink:
             es = self.index.external_secret(ref)
             if es is None:  # deleted meanwhile; its Secret goes with it (or stays, if orphaned)
                 return
-            previous_hash = es.status.get("contentHash")
-            previous_versions: Mapping[str, str] = es.status.get("syncedVersions") or {}
-            was_ready = conditions.is_true(es.status.get("conditions"))
+            last = es.status  # decoded once: the index keeps it as JSON
+            previous_hash = last.get("contentHash")
+            previous_versions: Mapping[str, str] = last.get("syncedVersions") or {}
+            was_ready = conditions.is_true(last.get("conditions"))
             was_observed = _observed_generation(es) == es.generation
             if es.target is not None and es.target.delivery == "Secret":
                 try:

@@ -4,7 +4,7 @@ The operator's own Secrets carry `tmpfs-secrets.io/target=true`; the API server 
 selector, so no one else's Secret is ever listed. This is a plain watch on the async client, not a
 kopf handler: kopf would start a task per Secret and, as an index, hold every ExternalSecret back
 until each Secret had its own turn, which at 10,000 Secrets takes longer than a refresh interval.
-Here the listing is one request, parsed once; `TargetIndex.listed` tells the writer when the index
+Here the listing is a few large pages, each parsed once; `TargetIndex.listed` tells the writer when the index
 is complete. Changes made by others (a deletion, an edit, the label removed) are reported to
 `on_news`, which the handlers turn into a redelivery of the ExternalSecret's key set.
 """
@@ -70,14 +70,16 @@ class TargetWatch:
                 delay = min(30.0, delay * 2)
 
     async def _list(self, path: str, namespace: str | None) -> str:
-        body = await self.rest.request("GET", path, query=[("labelSelector", SELECTOR)])
         seen: set[tuple[str, str]] = set()
-        for item in body.get("items") or []:
-            meta = item.get("metadata") or {}
-            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-            seen.add(key)
-            if self.targets.observe(item):
-                self._news(*key, "changed")
+        version = ""
+        async for items, page_version in self.rest.list_pages(path, query=[("labelSelector", SELECTOR)]):
+            version = page_version  # the same on every page: the list's snapshot
+            for item in items:
+                meta = item.get("metadata") or {}
+                key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+                seen.add(key)
+                if self.targets.observe(item):
+                    self._news(*key, "changed")
         # A relist after the watch fell behind: what is gone was deleted meanwhile.
         for key in self.targets.keys(namespace) - seen:
             if self.targets.forget(*key) is not None:
@@ -85,7 +87,7 @@ class TargetWatch:
         self._pending.discard(namespace)
         if not self._pending:
             self.targets.mark_listed()
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return version
 
     async def _watch(self, path: str, version: str) -> str | None:
         """Follow the watch until the server ends it; the version to resume from, or None to relist."""
