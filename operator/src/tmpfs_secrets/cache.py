@@ -24,7 +24,7 @@ V = TypeVar("V")
 E = TypeVar("E")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry(Generic[V]):
     value: V
     fetched_at: float

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectRef:
     """Names one ExternalSecret."""
 
@@ -21,7 +21,7 @@ class ObjectRef:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceAccountToken:
     """A TokenRequest result plus the IRSA annotations of the ServiceAccount it was issued for."""
 
@@ -30,7 +30,7 @@ class ServiceAccountToken:
     expires_at: float  # unix time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyncSuccess:
     """A refresh that produced a complete key set for a target."""
 
@@ -43,7 +43,7 @@ class SyncSuccess:
     removed_keys: frozenset[str] = field(default_factory=frozenset)  # gone at source, deletionPolicy Delete
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyncFailure:
     """A refresh that failed; the target keeps its last good values."""
 

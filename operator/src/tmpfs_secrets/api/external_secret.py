@@ -28,13 +28,13 @@ SECRET_KEY_RULE = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoreRef:
     name: str
     kind: str = SECRET_STORE.kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemoteRef:
     key: str
     property: str | None = None
@@ -42,13 +42,13 @@ class RemoteRef:
     decoding_strategy: str = "None"  # None | Base64 | Base64URL | Auto, applied after property
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DataItem:
     secret_key: str
     remote: RemoteRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Extract:
     """Every top-level JSON key of one secret/parameter becomes a key."""
 
@@ -58,7 +58,7 @@ class Extract:
     decoding_strategy: str = "None"  # applied to every extracted value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Find:
     """Many values at once. Parameter Store: every parameter under `path` (recursively).
     Secrets Manager: every secret whose name starts with `path`, matches the regular expression
@@ -81,7 +81,7 @@ class Find:
         return self.name is None and not self.tags
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetTemplate:
     """`target.template`: the Secret's type, metadata, and data built from the fetched keys."""
 
@@ -92,7 +92,7 @@ class TargetTemplate:
     merge_policy: str = "Replace"  # Replace: only the templated keys; Merge: fetched keys too
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     name: str
     delivery: str = "Secret"
@@ -102,7 +102,7 @@ class Target:
     template: TargetTemplate | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExternalSecretSpec:
     namespace: str
     name: str

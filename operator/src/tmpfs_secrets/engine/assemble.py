@@ -20,7 +20,7 @@ from tmpfs_secrets.providers.base import Fetched, Found, Source, Value
 Item = DataItem | Extract | Find
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemKeys:
     data: dict[str, bytes]
     versions: dict[str, str]
@@ -31,7 +31,7 @@ class ItemKeys:
 Outcome = ItemKeys | SyncError | None  # None: not fetched yet
 
 
-@dataclass
+@dataclass(slots=True)
 class Assembly:
     data: dict[str, bytes] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)

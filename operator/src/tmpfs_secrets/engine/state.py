@@ -12,7 +12,7 @@ from tmpfs_secrets.engine.stores import StoreKey
 from tmpfs_secrets.providers.base import Source
 
 
-@dataclass
+@dataclass(slots=True)
 class ObjectState:
     spec: ExternalSecretSpec | None
     items: list[Item] = field(default_factory=list)

@@ -17,7 +17,7 @@ from tmpfs_secrets.ports import ObjectRef
 from tmpfs_secrets.vocabulary import DEFAULT_MODE, EXTERNAL_SECRET, REFRESH_ANNOTATION, default_mount_path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """`spec.target` of an ExternalSecret, with the defaults of the CRD applied."""
 

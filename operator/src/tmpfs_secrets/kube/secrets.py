@@ -52,7 +52,7 @@ class TargetError(SinkError):
         self.transient = transient
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Written:
     uid: str
     policy: str

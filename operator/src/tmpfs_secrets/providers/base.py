@@ -21,7 +21,7 @@ GET = "get"
 FIND = "find"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRef:
     """One remote value: a secret or parameter name (or ARN), and an optional version."""
 
@@ -29,7 +29,7 @@ class SourceRef:
     version: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """A remote value as seen with one credential identity; the unit of caching and scheduling."""
 
@@ -58,7 +58,7 @@ class Source:
         return f"{noun} {self.key}" + (f" (version {self.version})" if self.version else "")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fetched:
     """One value. `binary` marks Secrets Manager SecretBinary; text values are UTF-8 bytes."""
 
@@ -70,7 +70,7 @@ class Fetched:
         return f"Fetched(<{len(self.value)} bytes>, version={self.version!r}, binary={self.binary})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Found:
     """The parameters found under a path, by full parameter name."""
 

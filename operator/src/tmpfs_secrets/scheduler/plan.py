@@ -47,7 +47,7 @@ CALL = "call"  # the call failed as a whole (AWS unreachable, a 5xx): the group 
 THROTTLED = "throttled"  # AWS throttled the call: the group backs off and slows down
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """How one source's fetch ended, as far as scheduling is concerned."""
 
@@ -61,7 +61,7 @@ OK = Outcome(True)
 FAILED = Outcome(False)
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     group: Group
     pinned: bool
@@ -77,7 +77,7 @@ class _State:
     done: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     size: int
     members: int = 0
