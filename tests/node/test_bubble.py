@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import runs
+from tests.cluster.polling import wait_until
 from tests.node.conftest import Pods, pod_manifest
 
 OUTSIDE = "192.0.2.1"  # TEST-NET-1: never routed anywhere
@@ -41,11 +42,15 @@ def test_a_connection_from_a_pod_to_outside_fails(pods: Pods) -> None:
 
 def test_scrub_finds_and_removes_a_runs_processes_mounts_and_folder() -> None:
     run = runs.Run(Path(tempfile.mkdtemp(prefix="scrub-test-", dir=runs.base())))
+    sleeper: subprocess.Popen[bytes] | None = None
     try:
         mount = run.dir / "node" / "tmpfs"
         mount.mkdir(parents=True)
         subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount)], check=True)
         sleeper = subprocess.Popen(["sleep", "600"], cwd=mount)
+        # Until the child has exec'ed, its command line is empty: wait for it, not for a time.
+        cmdline = Path(f"/proc/{sleeper.pid}/cmdline")
+        wait_until("the sleeper to exec", lambda: cmdline.read_bytes().startswith(b"sleep"), 10, 0.01)
         found = runs.leftovers(run)
         assert f"process {sleeper.pid}: sleep 600 " in found
         assert f"mount {mount}" in found
@@ -54,5 +59,8 @@ def test_scrub_finds_and_removes_a_runs_processes_mounts_and_folder() -> None:
         assert runs.leftovers(run) == []
         assert not run.dir.exists()
     finally:
+        if sleeper is not None and sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait(10)
         runs.unmount_all(run.dir)
         subprocess.run(["rm", "-rf", str(run.dir)], check=False)
