@@ -92,7 +92,7 @@ class EventRecorder:
         self._failures = FailureLimiter(failure_interval)
         self._queue_size = queue_size
         self._sender_count = senders
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
+        self._queue: asyncio.Queue[dict[str, Any]] | None = None
         self._senders: list[asyncio.Task[None]] = []
         self._dropped = 0
         self._drop_logged = 0.0
@@ -138,7 +138,7 @@ class EventRecorder:
             ]
         namespace = obj.namespace or "default"
         try:
-            self._queue.put_nowait((reason, self._event(obj, namespace, type_, reason, message)))
+            self._queue.put_nowait(self._event(obj, namespace, type_, reason, message))
         except asyncio.QueueFull:
             self._drop(reason)
 
@@ -179,15 +179,18 @@ class EventRecorder:
             "reportingInstance": self.instance[:128],
         }
 
-    async def _send(self, queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
+    async def _send(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
-            reason, event = await queue.get()
+            event = await queue.get()
+            reason, namespace, involved = (
+                event["reason"],
+                event["metadata"]["namespace"],
+                event["involvedObject"],
+            )
             try:
-                namespace = event["metadata"]["namespace"]
                 await self.rest.post(core_path("events", namespace), event)
             except KubeApiError as e:
                 # An event is an audit aid, not part of the sync: losing one must not fail the sync.
-                involved = event["involvedObject"]
                 log.warning(
                     "could not post %s event on %s %s/%s: %s",
                     reason,

@@ -2,10 +2,10 @@
 
 The pod webhook answers from the index alone, so until the watch has delivered every existing
 ExternalSecret, a pod could be given a default mount for an ExternalSecret that has another
-path. One LIST per kind at startup names what exists (metadata only, in pages); the index is complete
-once the watch has delivered all of it (the operator's readiness waits for that). An object
-deleted between this LIST and the watch's own would be awaited forever, so the LIST is repeated
-when the watch stops making progress before the index is complete.
+path. One LIST per kind at startup names what exists (metadata only, in pages); the index is
+complete once the watch has delivered all of it (the operator's readiness waits for that). An
+object deleted between this LIST and the watch's own would be awaited forever, so the LIST is
+repeated when the watch stops making progress before the index is complete.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ The operator's own Secrets carry `tmpfs-secrets.io/target=true`; the API server 
 selector, so no one else's Secret is ever listed. This is a plain watch on the async client, not a
 kopf handler: kopf would start a task per Secret and, as an index, hold every ExternalSecret back
 until each Secret had its own turn, which at 10,000 Secrets takes longer than a refresh interval.
-Here the listing is a few large pages, each parsed once; `TargetIndex.listed` tells the writer when the index
-is complete. Changes made by others (a deletion, an edit, the label removed) are reported to
-`on_news`, which the handlers turn into a redelivery of the ExternalSecret's key set.
+Here the listing comes in pages of 500, each parsed once and let go before the next;
+`TargetIndex.listed` tells the writer when the index is complete. Changes made by others (a
+deletion, an edit, the label removed) are reported to `on_news`, which the handlers turn into a
+redelivery of the ExternalSecret's key set.
 """
 
 from __future__ import annotations
