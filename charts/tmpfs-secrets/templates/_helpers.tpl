@@ -92,9 +92,13 @@ RBAC rules on cluster-scoped objects: always in the ClusterRole.
 RBAC rules on namespaced objects: in the ClusterRole, or in a Role per watched namespace.
 */}}
 {{- define "tmpfs-secrets.namespacedRules" -}}
-# Watch ExternalSecrets and SecretStores; patch them for kopf's annotation.
+# Watch ExternalSecrets (only their status is written).
 - apiGroups: [tmpfs-secrets.io]
-  resources: [externalsecrets, secretstores]
+  resources: [externalsecrets]
+  verbs: [get, list, watch]
+# Watch SecretStores; patch them for kopf's last-handled-configuration annotation.
+- apiGroups: [tmpfs-secrets.io]
+  resources: [secretstores]
   verbs: [get, list, watch, patch]
 # Ready conditions, versions and content hashes.
 - apiGroups: [tmpfs-secrets.io]

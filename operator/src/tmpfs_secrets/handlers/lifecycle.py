@@ -4,54 +4,38 @@ kopf's defaults would write to every object it handles: Kubernetes Events for ea
 outcome, and progress records in `status.kopf` (pruned by our structural schema, which makes kopf
 retry forever). Here kopf keeps its progress in annotations under its own prefix (written only
 while a handler is retrying) and posts no events; the operator posts its own (Synced, Rotated,
-SyncFailed). ExternalSecrets are handled from raw watch events only, so kopf writes nothing to
-them; stores (few) keep kopf's last-handled-configuration annotation, written once per spec change.
+SyncFailed). ExternalSecrets are not kopf's at all (the operator's own watch, started here, hands
+their events to `handlers.objects`), so kopf writes nothing to them; stores (few) keep kopf's
+last-handled-configuration annotation, written once per spec change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
 from tmpfs_secrets import metrics
+from tmpfs_secrets.handlers.objects import external_secret_event
 from tmpfs_secrets.handlers.registry import registry
 from tmpfs_secrets.handlers.state import Runtime, runtime
 from tmpfs_secrets.handlers.targets import repair
 from tmpfs_secrets.kube.rest import LIST_PAGE
-from tmpfs_secrets.vocabulary import EXTERNAL_SECRET
 
 log = logging.getLogger(__name__)
 
 # Not "tmpfs-secrets.io": kopf hides annotations under its own prefix from its change detection,
 # and the refresh-requested annotation lives there.
 KOPF_PREFIX = "kopf.tmpfs-secrets.io"
-WORKER_LIMIT = 64  # concurrent per-object kopf tasks, per watched kind and namespace
-
-
-class StoresDiffBase(kopf.AnnotationsDiffBaseStorage):
-    """kopf's diff base, built only for the kinds with change handlers (the stores).
-
-    kopf builds a diff base, a deep copy of the body, on every event of every watched kind. For
-    ExternalSecrets, handled from raw events alone, it is never read, yet at a mass creation it
-    is twice per object (the creation and our own status write), a twentieth of the operator's CPU.
-    """
-
-    def build(
-        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
-    ) -> kopf.BodyEssence:
-        if body.get("kind") == EXTERNAL_SECRET.kind:
-            return kopf.BodyEssence()
-        return super().build(body=body, extra_fields=extra_fields)
+WORKER_LIMIT = 64  # concurrent per-object kopf tasks, per watched kind (stores, namespaces)
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = StoresDiffBase(
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
@@ -59,11 +43,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.reconnect_backoff = 1.0
     # Handlers only hand work to the engine; a retry after a transient failure should be quick.
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
-    # Bounded memory when objects arrive faster than they are handled (a mass creation): kopf
-    # starts a task per object with events and keeps it for `idle_timeout` after its last event.
-    # Thousands of them at once cost hundreds of MiB; a few at a time, let go quickly, keep up as
-    # well (the handlers only hand work to the engine), and a waiting object costs only its body.
-    # (kopf holds every task back until all objects of an index are listed: no kopf index here.)
+    # kopf starts a task per object with events and keeps it for `idle_timeout` after its last
+    # event; thousands of namespaces at once would cost tens of MiB. A few at a time, let go
+    # quickly, keep up as well: the handlers only hand work to the engine.
     settings.queueing.worker_limit = WORKER_LIMIT
     # kopf's startup LIST in pages, as the operator's own LISTs are: one page parsed at a time.
     settings.watching.chunk_size = LIST_PAGE
@@ -84,6 +66,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         await rt.engine.start()
         if rt.direct is not None:
             await rt.direct.start()  # with an election, on takeover (handlers/leader.py)
+    # Last: an ExternalSecret's first event finds the engine started (or, with an election, the
+    # replica following).
+    rt.kube.external_secret_watch.start(lambda type, body: external_secret_event(rt, type, body))
     scope = ", ".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces"
     log.info("tmpfs-secrets operator started; watching %s", scope)
 

@@ -1,11 +1,12 @@
 """Handlers for SecretStores, ClusterSecretStores, ExternalSecrets and Namespaces.
 
-ExternalSecrets are handled from the raw watch events alone (see `external_secret_event`); stores
-through kopf's create/update/resume handlers, which feed the spec to the engine. Deletion is seen
-through the raw watch event (DELETED), not through kopf's deletion handlers: those need a
-finalizer on every object, and none is needed here (the target Secret is garbage-collected
-through its ownerReference). Every event also refreshes the index the sink compares against, so
-the sink never re-reads an object.
+ExternalSecrets come from the operator's own watch (`kube.external_secret_watch`, started with
+the operator), their events one by one to `external_secret_event`; stores come through kopf's
+create/update/resume handlers, which feed the spec to the engine. Deletion is seen through the
+raw watch event (DELETED), not through kopf's deletion handlers: those need a finalizer on every
+object, and none is needed here (the target Secret is garbage-collected through its
+ownerReference). Every event also refreshes the index the sink compares against, so the sink never
+re-reads an object.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from tmpfs_secrets.vocabulary import CLUSTER_SECRET_STORE, EXTERNAL_SECRET, SECR
 
 log = logging.getLogger(__name__)
 
-ES = (GROUP, VERSION, EXTERNAL_SECRET.plural)
 STORE = (GROUP, VERSION, SECRET_STORE.plural)
 CLUSTER_STORE = (GROUP, VERSION, CLUSTER_SECRET_STORE.plural)
 
@@ -56,14 +56,12 @@ def _retry_on_transient(error: KubeApiError) -> kopf.TemporaryError:
 # --- ExternalSecret -------------------------------------------------------------------------------
 
 
-@kopf.on.event(*ES, registry=registry, id="external-secret-event")
-async def external_secret_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Every ExternalSecret event goes to the engine, which tells new, changed, refresh-requested
-    and restarted objects apart itself (generation, status and the refresh annotation). kopf's
-    create/update handlers are not used: they would cost a last-handled-configuration PATCH and
-    its watch event per object, and kopf's change detection on every event."""
-    rt = runtime(memo)
-    ref = ObjectRef(str(body.metadata.namespace), str(body.metadata.name))
+async def external_secret_event(rt: Runtime, type: str | None, body: dict[str, Any]) -> None:
+    """Every ExternalSecret event (from `kube.external_secret_watch`) goes to the engine, which tells
+    new, changed, refresh-requested and restarted objects apart itself (generation, status and the
+    refresh annotation). `body` is the handler's own (nothing else keeps it)."""
+    meta = body.get("metadata") or {}
+    ref = ObjectRef(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
     following = rt.following
     if type == "DELETED":
         rt.kube.index.forget(EXTERNAL_SECRET.kind, ref.namespace, ref.name)
@@ -75,7 +73,7 @@ async def external_secret_event(type: str | None, body: kopf.Body, memo: Any, **
     before = rt.kube.index.external_secret(ref)
     tracked = rt.kube.index.observe(EXTERNAL_SECRET.kind, body)
     if not following.leading:
-        following.external_secrets[ref] = _plain(body)
+        following.external_secrets[ref] = body
         return
     if following.external_secrets.pop(ref, None) is not None:
         before = None  # not handed to the engine yet: the takeover replay is still on its way
@@ -95,7 +93,7 @@ async def external_secret_event(type: str | None, body: kopf.Body, memo: Any, **
     ):
         # Re-read the target on this refresh, so a Secret deleted by hand comes back.
         rt.kube.writer.invalidate(ref.namespace, tracked.target.name)
-    await upsert_external_secret(rt, ref, _plain(body))
+    await upsert_external_secret(rt, ref, body)
 
 
 async def upsert_external_secret(rt: Runtime, ref: ObjectRef, plain: dict[str, Any]) -> None:

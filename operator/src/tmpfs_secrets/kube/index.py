@@ -201,9 +201,12 @@ class ObjectIndex:
         return self.get(EXTERNAL_SECRET.kind, ref.namespace, ref.name)
 
     def external_secrets_in(self, namespace: str) -> Iterator[ObjectRef]:
+        return (ref for ref in self.external_secrets() if ref.namespace == namespace)
+
+    def external_secrets(self) -> Iterator[ObjectRef]:
         for kind, ns, name in list(self._objects):
-            if kind == EXTERNAL_SECRET.kind and ns == namespace:
-                yield ObjectRef(namespace, name)
+            if kind == EXTERNAL_SECRET.kind:
+                yield ObjectRef(str(ns), name)
 
     def ready_counts(self) -> dict[tuple[str, str], int]:
         """ExternalSecrets by (Ready status, reason); ("Unknown", "") before their first status."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -123,7 +123,7 @@ class Rest:
 
     async def stream(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), deadline: float = 360.0
-    ) -> AsyncIterator[JSON]:
+    ) -> AsyncGenerator[JSON, None]:
         """A watch: the JSON documents of a streamed answer, one per line, as they arrive."""
         method_, url, headers_, body_, post = await self.api.param_serialize(
             method=method,

@@ -8,6 +8,7 @@ from kubernetes.aio import client as kclient
 
 from tmpfs_secrets.config import Settings
 from tmpfs_secrets.kube.events import EventRecorder
+from tmpfs_secrets.kube.external_secret_watch import ExternalSecretWatch
 from tmpfs_secrets.kube.index import ObjectIndex
 from tmpfs_secrets.kube.reads import KubeReadsImpl
 from tmpfs_secrets.kube.rest import Rest, connect
@@ -29,6 +30,7 @@ class KubeSide:
     sink: KubeSink
     targets: TargetIndex
     target_watch: TargetWatch
+    external_secret_watch: ExternalSecretWatch
     events: EventRecorder
     closed: bool = False
 
@@ -57,12 +59,14 @@ class KubeSide:
             sink=sink,
             targets=targets,
             target_watch=TargetWatch(rest, targets, settings.namespaces),
+            external_secret_watch=ExternalSecretWatch(rest, index, settings.namespaces),
             events=events,
         )
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
+            await self.external_secret_watch.stop()
             await self.target_watch.stop()
             await self.events.close()
             await self.api.close()  # type: ignore[no-untyped-call]
