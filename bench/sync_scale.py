@@ -1,8 +1,9 @@
 """`make bench`: N ExternalSecrets over M shared sources, and what they cost in AWS and Kubernetes.
 
-Runs the operator as a subprocess (`tmpfs-secrets run`) against the local control plane and moto,
-creates N ExternalSecrets that read M shared Secrets Manager secrets or SSM parameters, and
-prints the figures issue 3 sets targets for, beside the ones measured for ESO in DESIGN.md:
+Runs the operator as a subprocess (`tmpfs-secrets run`, without the `kubernetes` package, as in
+its image) against the local control plane and moto, creates N ExternalSecrets that read M shared
+Secrets Manager secrets or SSM parameters, and prints the figures issue 3 sets targets for, beside
+the ones measured for ESO in DESIGN.md:
 
 - seconds until all N are Ready, counted from the first create, and how long the creates took;
 - the seconds from each ExternalSecret's creation to its Ready condition (median and longest);

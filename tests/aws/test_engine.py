@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.aws.conftest import Harness, data, external_secret, store
-from tests.cluster.aws import Fault
+from tests.aws.conftest import Harness, KubeReads, RecordingSink, data, external_secret, store
+from tests.cluster.aws import Fault, MotoServer
+from tmpfs_secrets.engine import Engine, EngineSettings
 from tmpfs_secrets.errors import Reason
 from tmpfs_secrets.ports import ObjectRef, SyncFailure, SyncSuccess
 
@@ -363,3 +364,33 @@ async def test_no_secret_value_in_any_message_or_log(
     for text in texts:
         for value in seeded:
             assert value not in text
+
+
+async def test_a_restart_whose_store_comes_after_its_external_secrets_is_spread_too(
+    aws: MotoServer, sm: Any
+) -> None:
+    """After a restart the ExternalSecrets' watch may deliver before the stores' one: those waiting
+    for their store in the grace period join the spread schedule when it comes, as if it had come
+    first, instead of all being fetched at once."""
+    for key in ("app/a", "app/b"):
+        sm.create_secret(Name=key, SecretString="x")
+    rec = RecordingSink()
+    engine = Engine(KubeReads(), rec, EngineSettings(store_grace=30.0, allow_operator_identity=True))
+    await engine.start()
+    try:
+        aws.reset_calls()
+        for name, key in (("seen-1", "app/a"), ("seen-2", "app/b")):
+            body = external_secret(name, {"refreshInterval": "1h", "data": data(("V", key))}, generation=4)
+            body["status"] = {
+                "contentHash": "sha256:abc",
+                "conditions": [{"type": "Ready", "observedGeneration": 4}],
+            }
+            await engine.upsert_external_secret(body)
+        await engine.upsert_store(store())
+        await Harness(engine, rec, KubeReads(), aws).settle()
+        assert aws.call_counts().get("BatchGetSecretValue", 0) == 0  # due later in the interval
+        for name in ("seen-1", "seen-2"):
+            assert not rec.successes(ref(name)) and not rec.failures(ref(name))
+            assert engine.next_refresh_time(ref(name)) is not None
+    finally:
+        await engine.stop()

@@ -19,6 +19,12 @@ from tests.cluster.processes import Process
 
 REPO = Path(__file__).resolve().parents[2]
 STARTED_MARK = "operator started"
+# `python -m tmpfs_secrets`, as in the image, where the `kubernetes` package is not installed: the
+# tests' environment has it for their own client, and kopf would import it (18 MiB) if it could.
+WITHOUT_KUBERNETES_CLIENT = (
+    "import runpy, sys; sys.modules['kubernetes'] = None; "
+    "runpy.run_module('tmpfs_secrets', run_name='__main__')"
+)
 
 
 class HasEnv(Protocol):
@@ -56,8 +62,8 @@ class Operator:
         begin = self._log_size()
         argv = [
             sys.executable,
-            "-m",
-            "tmpfs_secrets",
+            "-c",
+            WITHOUT_KUBERNETES_CLIENT,
             "run",
             "--log-format",
             self.log_format,

@@ -287,8 +287,9 @@ def test_chart_rbac_is_least_privilege(control_plane: ControlPlane, chart_rbac: 
         return control_plane.kubectl(*args, check=False).stdout.strip() == "yes"
 
     for verb, resource in [
-        ("patch", "externalsecrets.tmpfs-secrets.io"),
+        ("watch", "externalsecrets.tmpfs-secrets.io"),
         ("patch", "externalsecrets.tmpfs-secrets.io/status"),
+        ("patch", "secretstores.tmpfs-secrets.io"),  # kopf's last-handled-configuration
         ("watch", "clustersecretstores.tmpfs-secrets.io"),
         ("create", "secrets"),
         # the target Secrets' watch (selected by label on the API server): no GET per Secret
@@ -306,6 +307,7 @@ def test_chart_rbac_is_least_privilege(control_plane: ControlPlane, chart_rbac: 
         ("delete", "secrets"),
         ("update", "secrets"),
         ("delete", "externalsecrets.tmpfs-secrets.io"),
+        ("patch", "externalsecrets.tmpfs-secrets.io"),  # only their status is written
         ("update", "externalsecrets.tmpfs-secrets.io/status"),
         ("get", "serviceaccounts/token"),
         ("create", "externalsecrets.tmpfs-secrets.io"),

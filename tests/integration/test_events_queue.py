@@ -11,7 +11,7 @@ from tests.cluster.control_plane import ControlPlane
 from tmpfs_secrets import metrics
 from tmpfs_secrets.kube.events import EventRecorder
 from tmpfs_secrets.kube.index import ObjectIndex
-from tmpfs_secrets.kube.rest import Rest, connect
+from tmpfs_secrets.kube.rest import connect
 from tmpfs_secrets.vocabulary import EXTERNAL_SECRET
 
 
@@ -29,7 +29,7 @@ def test_events_are_queued_posted_in_order_and_dropped_beyond_the_queue(
     before = dropped("Synced")
 
     async def scenario() -> int:
-        rest = Rest(await connect(str(control_plane.kubeconfig)))
+        rest = await connect(str(control_plane.kubeconfig))
         recorder = EventRecorder(rest, queue_size=5, senders=1)
         try:
             for i in range(20):
@@ -39,7 +39,7 @@ def test_events_are_queued_posted_in_order_and_dropped_beyond_the_queue(
             await recorder.close()  # posts what is queued
             return posted_meanwhile
         finally:
-            await rest.api.close()  # type: ignore[no-untyped-call]
+            await rest.close()
 
     assert asyncio.run(scenario()) == 0
     events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)

@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 from tests.cluster.control_plane import ControlPlane
 from tmpfs_secrets.kube.external_secret_watch import ExternalSecretWatch
 from tmpfs_secrets.kube.index import ObjectIndex
-from tmpfs_secrets.kube.rest import JSON, Rest, connect
+from tmpfs_secrets.kube.rest import JSON, connect
 from tmpfs_secrets.vocabulary import EXTERNAL_SECRET
 
 GROUP, VERSION, PLURAL = "tmpfs-secrets.io", "v1alpha1", "externalsecrets"
@@ -37,7 +37,7 @@ def test_the_list_waits_for_the_handler_and_events_arrive_in_order(
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _external_secret(f"es-{i}"))
 
     async def scenario() -> tuple[int, list[tuple[str | None, str, dict[str, Any]]]]:
-        rest = Rest(await connect(str(control_plane.operator_kubeconfig())))
+        rest = await connect(str(control_plane.operator_kubeconfig()))
         index = ObjectIndex()
         watch = ExternalSecretWatch(rest, index, [namespace], workers=2, limit=4)
         seen = Seen()
@@ -84,7 +84,7 @@ def test_the_list_waits_for_the_handler_and_events_arrive_in_order(
             return held, seen
         finally:
             await watch.stop()
-            await rest.api.close()  # type: ignore[no-untyped-call]
+            await rest.close()
 
     held, seen = asyncio.run(scenario())
     assert held == 4  # the other 8 listed bodies waited in their page, not in a queue
@@ -105,7 +105,7 @@ def test_what_the_index_holds_and_the_list_does_not_is_reported_deleted(
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gone")
 
     async def scenario() -> list[tuple[str | None, str]]:
-        rest = Rest(await connect(str(control_plane.operator_kubeconfig())))
+        rest = await connect(str(control_plane.operator_kubeconfig()))
         index = ObjectIndex()
         # As after a watch that fell behind: the index still holds one deleted meanwhile.
         index.observe(EXTERNAL_SECRET.kind, alive)
@@ -132,7 +132,7 @@ def test_what_the_index_holds_and_the_list_does_not_is_reported_deleted(
             return seen
         finally:
             await watch.stop()
-            await rest.api.close()  # type: ignore[no-untyped-call]
+            await rest.close()
 
     assert asyncio.run(scenario()) == [(None, "alive"), ("DELETED", "gone"), ("ADDED", "later")]
 

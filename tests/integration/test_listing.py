@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 from tests.cluster.control_plane import ControlPlane
 from tmpfs_secrets.kube.index import ObjectIndex
 from tmpfs_secrets.kube.listing import await_existing
-from tmpfs_secrets.kube.rest import JSON, Rest, connect, core_path
+from tmpfs_secrets.kube.rest import JSON, connect, core_path
 from tmpfs_secrets.vocabulary import EXTERNAL_SECRET
 
 
@@ -35,12 +35,12 @@ def test_list_pages_returns_every_item_once_in_pages_and_metadata_only_on_reques
         )
 
     async def pages(metadata_only: bool) -> list[tuple[list[JSON], str]]:
-        rest = Rest(await connect(str(control_plane.kubeconfig)))
+        rest = await connect(str(control_plane.kubeconfig))
         try:
             path = core_path("configmaps", namespace)
             return [page async for page in rest.list_pages(path, limit=2, metadata_only=metadata_only)]
         finally:
-            await rest.api.close()  # type: ignore[no-untyped-call]
+            await rest.close()
 
     full = asyncio.run(pages(False))
     # Five configmaps, and kube-root-ca.crt once kube-controller-manager has published it.
@@ -76,7 +76,7 @@ def test_startup_list_is_repeated_only_when_the_watch_stalls(
         )
 
     async def scenario() -> tuple[int, int, int]:
-        rest = Rest(await connect(str(control_plane.operator_kubeconfig())))
+        rest = await connect(str(control_plane.operator_kubeconfig()))
         index = ObjectIndex()
         try:
             since = control_plane.audit_offset()
@@ -94,7 +94,7 @@ def test_startup_list_is_repeated_only_when_the_watch_stalls(
             await asyncio.sleep(1.0)
             return busy, stalled, lists_of_external_secrets(since)
         finally:
-            await rest.api.close()  # type: ignore[no-untyped-call]
+            await rest.close()
 
     busy, stalled, total = asyncio.run(scenario())
     assert busy == 1  # the startup LIST only, however long the watch took

@@ -285,7 +285,10 @@ class Engine:
             ):
                 if state.store != key:
                     state.last_good.clear()
-                await self._resolve(ref, state, "changed")
+                # After a restart, the store's event may come after its ExternalSecrets': those
+                # synced before join the spread schedule as if the store had come first.
+                restarted = spec.synced_before and self._grace.waiting(ref)
+                await self._resolve(ref, state, "restart" if restarted else "changed")
 
     async def _after_grace(self, ref: ObjectRef) -> None:
         state = self._es.get(ref)

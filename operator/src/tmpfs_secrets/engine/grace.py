@@ -41,6 +41,9 @@ class StoreGrace:
     def wait(self, ref: ObjectRef) -> None:
         self._waiting.add(ref)
 
+    def waiting(self, ref: ObjectRef) -> bool:
+        return ref in self._waiting
+
     def discard(self, ref: ObjectRef) -> None:
         self._waiting.discard(ref)
 

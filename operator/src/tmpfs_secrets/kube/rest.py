@@ -1,8 +1,9 @@
-"""A thin JSON client over `kubernetes.aio`'s ApiClient.
+"""A thin JSON client of the Kubernetes API on aiohttp.
 
-The generated API classes validate and deserialise every body into pydantic models, which costs
-CPU and memory at thousands of objects and hides the raw JSON we compare and patch. This module
-keeps `kubernetes.aio`'s authentication, TLS and connection pool, and speaks plain dicts.
+Generated API classes validate and deserialise every body into models, which costs CPU and memory
+at thousands of objects and hides the raw JSON we compare and patch. This client speaks plain
+dicts over one aiohttp connection pool, authenticated as `kube.kubeconfig` and `kube.credentials`
+say, and asks again once with a renewed token when the API server answers 401.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
 
+from tmpfs_secrets.kube import kubeconfig
+from tmpfs_secrets.kube.credentials import BearerToken, ssl_context
 from tmpfs_secrets.ports import ReadError
 
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 LIST_PAGE = 500  # objects per LIST page: client-go's pager uses the same
+TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
 
 class KubeApiError(ReadError):
@@ -52,24 +54,21 @@ class KubeApiError(ReadError):
         return self.status in (0, 429) or self.status >= 500
 
 
-async def connect(kubeconfig: str | None = None, *, pool_size: int = 16) -> kclient.ApiClient:
-    """An ApiClient from an explicit kubeconfig, $KUBECONFIG / ~/.kube/config, or the pod's account."""
-    configuration = kclient.Configuration()
-    try:
-        await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=configuration
-        )
-    except (kconfig.ConfigException, FileNotFoundError, TypeError):
-        if kubeconfig is not None:
-            raise
-        kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    configuration.connection_pool_maxsize = pool_size
-    # aiohttp's trust_env re-reads ~/.netrc and the proxy variables on every request, a
+async def connect(path: str | None = None, *, pool_size: int = 16, request_timeout: float = 30.0) -> Rest:
+    """A client from an explicit kubeconfig, $KUBECONFIG / ~/.kube/config, or the pod's account."""
+    connection = kubeconfig.load(path)
+    # aiohttp's trust_env would re-read ~/.netrc and the proxy variables on every request, a
     # measurable share of the operator's CPU at scale; the environment is read once here instead.
-    configuration.client_session_kwargs = {"trust_env": False}
-    if not configuration.proxy:
-        configuration.proxy = env_proxy(str(configuration.host))
-    return kclient.ApiClient(configuration)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=pool_size, ssl=ssl_context(connection)), trust_env=False
+    )
+    return Rest(
+        session,
+        connection.server,
+        BearerToken(connection),
+        proxy=connection.proxy or env_proxy(connection.server),
+        timeout=request_timeout,
+    )
 
 
 def env_proxy(url: str) -> str | None:
@@ -82,11 +81,25 @@ def env_proxy(url: str) -> str | None:
 
 
 class Rest:
-    """GET/POST/PATCH/DELETE of JSON documents at API paths."""
+    """GET/POST/PATCH/DELETE of JSON documents at API paths, and watches."""
 
-    def __init__(self, api: kclient.ApiClient, *, timeout: float = 30.0) -> None:
-        self.api = api
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        server: str,
+        token: BearerToken,
+        *,
+        proxy: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.session = session
+        self.server = server
+        self.token = token
+        self.proxy = proxy
         self.timeout = timeout
+
+    async def close(self) -> None:
+        await self.session.close()
 
     async def request(
         self,
@@ -98,58 +111,74 @@ class Rest:
         query: Sequence[tuple[str, str]] = (),
         accept: str = "application/json",
     ) -> JSON:
-        headers: dict[str, str | None] = {"Accept": accept}
+        headers = {"Accept": accept}
+        data = None
         if body is not None:
             headers["Content-Type"] = content_type
-        method_, url, headers_, body_, post = await self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        try:
-            response = await self.api.call_api(
-                method_, url, headers_, body_, post, _request_timeout=self.timeout
-            )
-            raw = await response.read()  # type: ignore[no-untyped-call]
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            # Transport failures look like any other API error to callers: status 0, transient.
-            raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
-        if response.status >= 400:
-            raise _error(response.status, response.reason or "", raw)
-        return json.loads(raw) if raw else {}
+            data = json.dumps(body).encode()
+        for attempt in (1, 2):
+            try:
+                async with await self._send(method, path, query, headers, data, self.timeout) as response:
+                    raw = await response.read()
+            except TRANSPORT_ERRORS as e:
+                # Transport failures look like any other API error to callers: status 0, transient.
+                raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+            if response.status == 401 and attempt == 1 and self.token.renewable:
+                self.token.expire()  # a rotated token or an expired exec token: renew, ask again
+                continue
+            if response.status >= 400:
+                raise _error(response.status, response.reason or "", raw)
+            return json.loads(raw) if raw else {}
+        raise AssertionError("unreachable")
 
     async def stream(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), deadline: float = 360.0
     ) -> AsyncGenerator[JSON, None]:
         """A watch: the JSON documents of a streamed answer, one per line, as they arrive."""
-        method_, url, headers_, body_, post = await self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query),
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
+        headers = {"Accept": "application/json"}
         try:
-            response = await self.api.call_api(method_, url, headers_, body_, post, _request_timeout=deadline)
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            response = await self._send(method, path, query, headers, None, deadline)
+        except TRANSPORT_ERRORS as e:
             raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
-        if response.status >= 400:
-            raise _error(response.status, response.reason or "", await response.read())  # type: ignore[no-untyped-call]
-        buffer = b""
         try:
-            async for chunk in response.response.content.iter_any():
-                buffer += chunk
-                while (end := buffer.find(b"\n")) >= 0:
-                    line, buffer = buffer[:end], buffer[end + 1 :]
-                    if line.strip():
-                        yield json.loads(line)
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+            if response.status >= 400:
+                if response.status == 401:
+                    self.token.expire()  # the watch is started again, with a renewed token
+                raise _error(response.status, response.reason or "", await response.read())
+            buffer = b""
+            try:
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    while (end := buffer.find(b"\n")) >= 0:
+                        line, buffer = buffer[:end], buffer[end + 1 :]
+                        if line.strip():
+                            yield json.loads(line)
+            except TRANSPORT_ERRORS as e:
+                raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
         finally:
-            response.response.release()
+            response.release()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: dict[str, str],
+        data: bytes | None,
+        seconds: float,
+    ) -> aiohttp.ClientResponse:
+        token = await self.token.get()
+        if token:
+            headers = {**headers, "Authorization": f"Bearer {token}"}
+        url = self.server + path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
+        return await self.session.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            proxy=self.proxy,
+            timeout=aiohttp.ClientTimeout(total=seconds),
+        )
 
     async def get(self, path: str) -> JSON:
         return await self.request("GET", path)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubernetes.aio import client as kclient
-
 from tmpfs_secrets.config import Settings
 from tmpfs_secrets.kube.events import EventRecorder
 from tmpfs_secrets.kube.external_secret_watch import ExternalSecretWatch
@@ -22,7 +20,6 @@ from tmpfs_secrets.kube.targets import TargetIndex
 
 @dataclass
 class KubeSide:
-    api: kclient.ApiClient
     rest: Rest
     index: ObjectIndex
     reads: KubeReadsImpl
@@ -36,8 +33,10 @@ class KubeSide:
 
     @classmethod
     async def open(cls, settings: Settings) -> KubeSide:
-        api = await connect(settings.kubeconfig, pool_size=max(4, settings.workers * 2))
-        rest = Rest(api)
+        # Each watched scope holds two connections for good (the ExternalSecrets' and the target
+        # Secrets' watches); the writes share the rest.
+        watches = 2 * max(1, len(settings.namespaces))
+        rest = await connect(settings.kubeconfig, pool_size=max(4, settings.workers * 2) + watches)
         index = ObjectIndex()
         targets = TargetIndex()
         writer = SecretWriter(rest, targets)
@@ -51,7 +50,6 @@ class KubeSide:
             restarter=WorkloadRestarter(rest),
         )
         return cls(
-            api=api,
             rest=rest,
             index=index,
             reads=KubeReadsImpl(rest),
@@ -69,4 +67,4 @@ class KubeSide:
             await self.external_secret_watch.stop()
             await self.target_watch.stop()
             await self.events.close()
-            await self.api.close()  # type: ignore[no-untyped-call]
+            await self.rest.close()
