@@ -51,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch
@@ -185,21 +186,27 @@ def wait_all_ready(custom: k8s.CustomObjectsApi, n: int, operator: Operator, tim
             "externalsecrets",
             resource_version=version,
             timeout_seconds=5,
+            # The API server drops a watcher that falls behind a burst of status writes; without a
+            # read timeout the client would wait on that connection forever.
+            _request_timeout=(10, 30),
         )
-        for event in stream:
-            if event["type"] == "ERROR":  # the resourceVersion expired: start over from a list
-                version = ""
-                ready.clear()
-                break
-            obj = event["object"]
-            version = obj["metadata"]["resourceVersion"]
-            conditions = (obj.get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                ready.add(obj["metadata"]["name"])
-            else:
-                ready.discard(obj["metadata"]["name"])
-            if len(ready) >= n:
-                break
+        try:
+            for event in stream:
+                if event["type"] == "ERROR":  # the resourceVersion expired: start over from a list
+                    version = ""
+                    ready.clear()
+                    break
+                obj = event["object"]
+                version = obj["metadata"]["resourceVersion"]
+                conditions = (obj.get("status") or {}).get("conditions") or []
+                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                    ready.add(obj["metadata"]["name"])
+                else:
+                    ready.discard(obj["metadata"]["name"])
+                if len(ready) >= n:
+                    break
+        except (urllib3.exceptions.HTTPError, OSError):
+            continue  # resume from the last version seen
 
 
 def ready_lags(custom: k8s.CustomObjectsApi) -> list[float]:

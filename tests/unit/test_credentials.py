@@ -9,10 +9,12 @@ import json
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tmpfs_secrets.kube.credentials import BearerToken, ssl_context
 from tmpfs_secrets.kube.kubeconfig import Connection, ExecPlugin, KubeconfigError
+from tmpfs_secrets.kube.rest import KubeApiError, Rest
 
 
 def test_a_static_token_is_not_renewable() -> None:
@@ -112,3 +114,22 @@ def test_a_certificate_without_its_key_is_refused() -> None:
 def test_insecure_turns_verification_off() -> None:
     context = ssl_context(Connection(server="https://x", insecure=True))
     assert context.check_hostname is False
+
+
+def test_a_failing_plugin_fails_the_request_as_a_transient_api_error(tmp_path: Path) -> None:
+    failing = plugin(tmp_path, None, exit_code=3)
+
+    async def scenario() -> KubeApiError:
+        rest = Rest(
+            aiohttp.ClientSession(), "https://127.0.0.1:9", BearerToken(Connection("x", exec=failing))
+        )
+        try:
+            with pytest.raises(KubeApiError) as raised:
+                await rest.get("/api/v1/namespaces")
+            return raised.value
+        finally:
+            await rest.close()
+
+    error = asyncio.run(scenario())
+    assert error.transient and error.reason == "NoCredentials"
+    assert "exited with 3" in error.message

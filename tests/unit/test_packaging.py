@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from importlib.metadata import version
+from importlib.metadata import requires, version
+from pathlib import Path
 
 import tmpfs_secrets
 
@@ -33,11 +35,30 @@ def test_boto3_is_recent_not_a_resolver_backtrack() -> None:
     assert _release("botocore") >= (1, 34, 41)
 
 
-def test_kubernetes_client_has_the_async_api() -> None:
-    import kubernetes.aio.client as aio_client
+def test_the_operator_needs_no_kubernetes_client() -> None:
+    # kopf imports `kubernetes` whenever it is installed (18 MiB): the image must not have it.
+    required = [r for r in requires("tmpfs-secrets") or [] if "extra ==" not in r]
+    assert not [r for r in required if r.lower().startswith("kubernetes")], required
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['kubernetes'] = None; import tmpfs_secrets.handlers.run",
+        ],
+        check=True,
+    )
+    assert _release("kubernetes") != (37, 0, 2)  # the tests' own client; see pyproject.toml
 
-    assert hasattr(aio_client, "CoreV1Api")
-    assert _release("kubernetes") != (37, 0, 2)
+
+def test_without_a_cluster_to_talk_to_run_says_what_to_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "AWS_"))}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "tmpfs_secrets", "run"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 2
+    assert "set $KUBECONFIG" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_console_script_reports_its_version() -> None:

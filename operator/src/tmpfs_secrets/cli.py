@@ -350,10 +350,15 @@ def run_operator(settings: Settings) -> int:
     from tmpfs_secrets import logs
 
     logs.configure(settings.log_format, verbose=settings.verbose)
-    # Imported here: kopf and the Kubernetes client are heavy and not needed for --help.
+    # Imported here: kopf and boto3 are heavy and not needed for --help.
     from tmpfs_secrets.handlers.run import run
+    from tmpfs_secrets.kube.kubeconfig import KubeconfigError
 
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except KubeconfigError as e:
+        print(f"tmpfs-secrets: cannot connect to Kubernetes: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -18,6 +18,7 @@ import aiohttp
 
 from tmpfs_secrets.kube import kubeconfig
 from tmpfs_secrets.kube.credentials import BearerToken, ssl_context
+from tmpfs_secrets.kube.kubeconfig import KubeconfigError
 from tmpfs_secrets.ports import ReadError
 
 JSON = dict[str, Any]
@@ -167,7 +168,11 @@ class Rest:
         data: bytes | None,
         seconds: float,
     ) -> aiohttp.ClientResponse:
-        token = await self.token.get()
+        try:
+            token = await self.token.get()
+        except KubeconfigError as e:
+            # E.g. the exec plugin failed (AWS unreachable): a failed request, retried as any other.
+            raise KubeApiError(0, "NoCredentials", str(e)) from e
         if token:
             headers = {**headers, "Authorization": f"Bearer {token}"}
         url = self.server + path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
