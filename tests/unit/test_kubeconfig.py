@@ -136,5 +136,5 @@ def test_in_a_pod_the_service_account_is_used(tmp_path: Path) -> None:
 
 
 def test_without_a_kubeconfig_or_a_pod_the_error_says_what_to_set(tmp_path: Path) -> None:
-    with pytest.raises(KubeconfigError, match="pass --kubeconfig or set \\$KUBECONFIG"):
+    with pytest.raises(KubeconfigError, match="set \\$KUBECONFIG to a kubeconfig file"):
         load(None, {"HOME": str(tmp_path)})

@@ -76,7 +76,7 @@ def in_cluster(env: Mapping[str, str], root: Path = SERVICE_ACCOUNT) -> Connecti
     if not host or not port or not (root / "token").is_file():
         raise KubeconfigError(
             "no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not running in a pod with a "
-            "ServiceAccount token; pass --kubeconfig or set $KUBECONFIG"
+            "ServiceAccount token; set $KUBECONFIG to a kubeconfig file, or create ~/.kube/config"
         )
     namespace = root / "namespace"
     return Connection(
