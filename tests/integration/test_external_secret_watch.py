@@ -58,24 +58,11 @@ def test_the_list_waits_for_the_handler_and_events_arrive_in_order(
             release.set()
             await seen.until(lambda: len(seen) == 12)
             # Changes after the LIST come through the WATCH, in order for one object.
-            await asyncio.to_thread(
-                custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                "es-3",
-                {"metadata": {"labels": {"step": "1"}}},
-            )
-            await asyncio.to_thread(
-                custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                "es-3",
-                {"metadata": {"labels": {"step": "2"}}},
-            )
+            for step in ("1", "2"):
+                patch = {"metadata": {"labels": {"step": step}}}
+                await asyncio.to_thread(
+                    custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, "es-3", patch
+                )
             await asyncio.to_thread(
                 custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, "es-3"
             )

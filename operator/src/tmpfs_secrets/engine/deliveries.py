@@ -11,12 +11,12 @@ once, with its latest state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from tmpfs_secrets.errors import traceback_text
 from tmpfs_secrets.ports import ObjectRef
+from tmpfs_secrets.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,7 @@ class Deliveries:
         await self._idle.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(self._tasks)
         self._tasks = []
 
     async def _work(self) -> None:

@@ -77,8 +77,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 async def stop(memo: Any, **_: Any) -> None:
     rt = runtime(memo)
     try:
-        # First, so no ExternalSecret event reaches an engine that is stopping (kopf has already
-        # stopped its own watches when it calls this).
+        # First, so no ExternalSecret event reaches an engine that is stopping.
         await rt.kube.external_secret_watch.stop()
         if rt.election is not None:
             rt.election.cancel()

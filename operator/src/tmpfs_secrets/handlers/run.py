@@ -10,7 +10,6 @@ stopped after it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tmpfs_secrets.kube.index import Target
 from tmpfs_secrets.kube.listing import await_existing
 from tmpfs_secrets.kube.names import EXTERNAL_SECRET
 from tmpfs_secrets.kube.runtime import KubeSide
+from tmpfs_secrets.tasks import cancel
 from tmpfs_secrets.webhook.agent import AgentConfig
 from tmpfs_secrets.webhook.objects import Rules
 from tmpfs_secrets.webhook.server import Admission, CertificateFiles, WebhookServer
@@ -138,10 +138,7 @@ async def run(settings: Settings) -> None:
     finally:
         if election is not None:
             election.cancel()
-        if listing is not None:
-            listing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listing
+        await cancel([listing])
         if webhook is not None:
             await webhook.stop()
         if health is not None:

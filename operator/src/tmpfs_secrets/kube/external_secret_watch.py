@@ -11,13 +11,13 @@ A relist (after the WATCH fell too far behind) reports what it no longer holds a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 from tmpfs_secrets.kube.index import ObjectIndex
 from tmpfs_secrets.kube.list_watch import Key, ListWatch, key_of
 from tmpfs_secrets.kube.rest import JSON, Rest, group_path
 from tmpfs_secrets.kube.work_queue import WorkQueue
+from tmpfs_secrets.tasks import cancel
 from tmpfs_secrets.vocabulary import EXTERNAL_SECRET, GROUP, VERSION
 
 WORKERS = 16
@@ -65,11 +65,8 @@ class ExternalSecretWatch:
             await self._queue.drained()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel([self._task])
+        self._task = None
         if self._queue is not None:
             await self._queue.stop()
             self._queue = None

@@ -8,6 +8,7 @@ say, and asks again once with a renewed token when the API server answers 401.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 import urllib.request
@@ -26,6 +27,7 @@ MERGE_PATCH = "application/merge-patch+json"
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 LIST_PAGE = 500  # objects per LIST page: client-go's pager uses the same
 TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
+CLOSE_PAUSE = 0.25  # seconds
 
 
 class KubeApiError(ReadError):
@@ -101,6 +103,10 @@ class Rest:
 
     async def close(self) -> None:
         await self.session.close()
+        # A TLS connection closes only after its close_notify exchange, a few loop turns later;
+        # aiohttp's advice for a graceful shutdown is a short pause, so none is left half closed
+        # (and reported unclosed) when the event loop ends right after.
+        await asyncio.sleep(CLOSE_PAUSE)
 
     async def request(
         self,

@@ -12,12 +12,12 @@ index is complete. Changes made by others (a deletion, an edit, the label remove
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 
 from tmpfs_secrets.kube.list_watch import Key, ListWatch, key_of
 from tmpfs_secrets.kube.rest import JSON, Rest, core_path
 from tmpfs_secrets.kube.targets import TargetIndex
+from tmpfs_secrets.tasks import cancel
 from tmpfs_secrets.vocabulary import TARGET_LABEL, TARGET_LABEL_VALUE
 
 SELECTOR = f"{TARGET_LABEL}={TARGET_LABEL_VALUE}"
@@ -40,11 +40,8 @@ class TargetWatch:
             self._task = asyncio.create_task(self._run(), name="tmpfs-secrets-target-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel([self._task])
+        self._task = None
 
     async def _run(self) -> None:
         await asyncio.gather(*(self._watcher(ns).run() for ns in self.namespaces))

@@ -11,13 +11,13 @@ the order they came.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from tmpfs_secrets.errors import traceback_text
+from tmpfs_secrets.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,7 @@ class WorkQueue(Generic[Item]):
         await self._drained.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(self._tasks)
         self._tasks = []
 
     async def _work(self) -> None:

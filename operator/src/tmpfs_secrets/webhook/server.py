@@ -13,7 +13,6 @@ answer is computed from memory only; the server counts requests per route for /m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from tmpfs_secrets import metrics
+from tmpfs_secrets.tasks import cancel
 from tmpfs_secrets.webhook import objects, pods
 from tmpfs_secrets.webhook.agent import AgentConfig
 from tmpfs_secrets.webhook.review import Request, Verdict, response
@@ -138,10 +138,7 @@ class WebhookServer:
 
     async def stop(self) -> None:
         self.serving = False
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        await cancel([self._watch])
         if self._runner is not None:
             await self._runner.cleanup()
 
