@@ -78,11 +78,10 @@ class ExternalSecretWatch:
 
         async def on_listed(seen: set[Key]) -> None:
             await queue.drained()  # what is still queued may be what the list no longer holds
-            known = {
-                (ref.namespace, ref.name)
-                for ref in self.index.external_secrets()
-                if namespace is None or ref.namespace == namespace
-            }
+            indexed = (
+                self.index.external_secrets_in(namespace) if namespace else self.index.external_secrets()
+            )
+            known = {(ref.namespace, ref.name) for ref in indexed}
             for ns, name in known - seen:
                 await queue.put((ns, name), ("DELETED", {"metadata": {"namespace": ns, "name": name}}))
 

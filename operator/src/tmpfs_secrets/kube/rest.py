@@ -128,8 +128,7 @@ class Rest:
                 async with await self._send(method, path, query, headers, data, self.timeout) as response:
                     raw = await response.read()
             except TRANSPORT_ERRORS as e:
-                # Transport failures look like any other API error to callers: status 0, transient.
-                raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+                raise _unreachable(method, path, e) from e
             if response.status == 401 and attempt == 1 and self.token.renewable:
                 self.token.expire()  # a rotated token or an expired exec token: renew, ask again
                 continue
@@ -146,7 +145,7 @@ class Rest:
         try:
             response = await self._send(method, path, query, headers, None, deadline)
         except TRANSPORT_ERRORS as e:
-            raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+            raise _unreachable(method, path, e) from e
         try:
             if response.status >= 400:
                 if response.status == 401:
@@ -161,7 +160,7 @@ class Rest:
                         if line.strip():
                             yield json.loads(line)
             except TRANSPORT_ERRORS as e:
-                raise KubeApiError(0, "Unreachable", f"{method} {path}: {type(e).__name__}: {e}") from e
+                raise _unreachable(method, path, e) from e
         finally:
             response.release()
 
@@ -227,6 +226,11 @@ class Rest:
 
     async def delete(self, path: str) -> JSON:
         return await self.request("DELETE", path)
+
+
+def _unreachable(method: str, path: str, error: BaseException) -> KubeApiError:
+    """A transport failure, shaped like any other API error for callers: status 0, transient."""
+    return KubeApiError(0, "Unreachable", f"{method} {path}: {type(error).__name__}: {error}")
 
 
 def _error(status: int, reason: str, raw: bytes) -> KubeApiError:
